@@ -1,0 +1,1 @@
+"""sendq: asynchronous outbound dispatch and retry on arq and Redis."""

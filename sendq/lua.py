@@ -1,0 +1,95 @@
+"""The store's Lua scripts. Each runs atomically in Redis, so a status change, its history entry, its
+index updates and its event are one step: no reader ever sees half of it.
+
+Index key layout (built here from stored fields, see ``sendq/keys.py``): ``sendq:idx:{sub}:all``,
+``...:status:{s}``, ``...:channel:{c}``, ``...:batch:{b}``, ``...:file:{f}``.
+"""
+
+from typing import Final
+
+#: KEYS: msg, history, ref, due, events, index keys...
+#: ARGV: id, has_ref, created_ms, due_ms, history_json, status, field/value pairs...
+#: Returns {created (1/0), id}: 0 with the existing id when the reference or id is taken.
+CREATE: Final = """
+if ARGV[2] == '1' then
+  local existing = redis.call('GET', KEYS[3])
+  if existing then return {0, existing} end
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {0, ARGV[1]} end
+local fields = {}
+for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('RPUSH', KEYS[2], ARGV[5])
+if ARGV[2] == '1' then redis.call('SET', KEYS[3], ARGV[1]) end
+redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
+for i = 6, #KEYS do redis.call('ZADD', KEYS[i], ARGV[3], ARGV[1]) end
+redis.call('XADD', KEYS[5], 'MAXLEN', '~', 100000, '*', 'id', ARGV[1], 'from', '', 'to', ARGV[6],
+           'at', ARGV[3], 'attempt', 0)
+return {1, ARGV[1]}
+"""
+
+#: KEYS: msg, history, due, inflight, retention, events
+#: ARGV: 1 id, 2 allowed from-statuses (space separated), 3 to, 4 expected job_version or '',
+#:       5 bump version '1'/'0', 6 now_ms, 7 history entry JSON without its closing attempt value and brace,
+#:       8 count an attempt '1'/'0', 9 due score or '', 10 lease score or '', 11 retention score or '',
+#:       12 only if the lease ran out by this ms or '', 13.. field/value pairs
+#: Returns {ok: 1 done, 0 refused, -1 no such message; status now; job_version; attempts}.
+TRANSITION: Final = """
+local cur = redis.call('HGET', KEYS[1], 'status')
+if not cur then return {-1, '', 0, 0} end
+local ver = tonumber(redis.call('HGET', KEYS[1], 'job_version'))
+local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts'))
+local allowed = false
+for s in string.gmatch(ARGV[2], '%S+') do
+  if s == cur then allowed = true break end
+end
+if not allowed then return {0, cur, ver, attempts} end
+if ARGV[4] ~= '' and tonumber(ARGV[4]) ~= ver then return {0, cur, ver, attempts} end
+if ARGV[12] ~= '' then
+  local lease = redis.call('ZSCORE', KEYS[4], ARGV[1])
+  if lease and tonumber(lease) > tonumber(ARGV[12]) then return {0, cur, ver, attempts} end
+end
+if ARGV[5] == '1' then ver = ver + 1 end
+if ARGV[8] == '1' then attempts = attempts + 1 end
+local to = ARGV[3]
+local sets = {'status', to, 'status_at', ARGV[6], 'job_version', ver, 'attempts', attempts}
+for i = 13, #ARGV do sets[#sets + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(sets))
+redis.call('RPUSH', KEYS[2], ARGV[7] .. attempts .. '}')
+if cur ~= to then
+  local f = redis.call('HMGET', KEYS[1], 'subaccount', 'created_at')
+  local p = 'sendq:idx:' .. f[1] .. ':status:'
+  redis.call('ZREM', p .. cur, ARGV[1])
+  redis.call('ZADD', p .. to, f[2], ARGV[1])
+end
+if ARGV[9] ~= '' then redis.call('ZADD', KEYS[3], ARGV[9], ARGV[1]) else redis.call('ZREM', KEYS[3], ARGV[1]) end
+if ARGV[10] ~= '' then redis.call('ZADD', KEYS[4], ARGV[10], ARGV[1]) else redis.call('ZREM', KEYS[4], ARGV[1]) end
+if ARGV[11] ~= '' then redis.call('ZADD', KEYS[5], ARGV[11], ARGV[1]) end
+redis.call('XADD', KEYS[6], 'MAXLEN', '~', 100000, '*', 'id', ARGV[1], 'from', cur, 'to', to, 'at', ARGV[6],
+           'attempt', attempts)
+return {1, to, ver, attempts}
+"""
+
+#: KEYS: retention. ARGV: now_ms, limit. Deletes final messages past retention with their index entries.
+PURGE: Final = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, id in ipairs(ids) do
+  local mk = 'sendq:msg:' .. id
+  local f = redis.call('HMGET', mk, 'subaccount', 'status', 'channel', 'batch_id', 'file_name', 'reference_id')
+  if f[1] then
+    local p = 'sendq:idx:' .. f[1] .. ':'
+    redis.call('ZREM', p .. 'all', id)
+    redis.call('ZREM', p .. 'status:' .. f[2], id)
+    redis.call('ZREM', p .. 'channel:' .. f[3], id)
+    if f[4] ~= '' then redis.call('ZREM', p .. 'batch:' .. f[4], id) end
+    if f[5] ~= '' then redis.call('ZREM', p .. 'file:' .. f[5], id) end
+    if f[6] ~= '' then
+      local rk = 'sendq:ref:' .. f[1] .. ':' .. f[6]
+      if redis.call('GET', rk) == id then redis.call('DEL', rk) end
+    end
+  end
+  redis.call('DEL', mk, mk .. ':history')
+  redis.call('ZREM', KEYS[1], id)
+end
+return #ids
+"""

@@ -1,0 +1,172 @@
+"""The message: what an application hands in (``NewMessage``) and the stored record (``Message``)."""
+
+import json
+import secrets
+import time
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+from sendq.status import MessageStatus
+
+
+class Channel(StrEnum):
+    """The channels a message can go out on."""
+
+    #: text message to an E.164 number
+    SMS = "sms"
+    #: WhatsApp message (free-form or template)
+    WHATSAPP = "whatsapp"
+    #: web chat / in-app chat
+    WEBCHAT = "webchat"
+    #: e-mail
+    EMAIL = "email"
+
+
+_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+
+
+def new_message_id(now_ms: int | None = None) -> str:
+    """A 26-character, time-ordered, URL-safe id (ULID layout: 48 bits of ms time, 80 random bits)."""
+    ms = int(time.time() * 1000) if now_ms is None else now_ms
+    value = (ms << 80) | secrets.randbits(80)
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+Token = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class NewMessage(BaseModel):
+    """A message as an application submits it. Validation errors name the field."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    subaccount: Token
+    channel: Channel
+    to: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=320)]
+    body: Annotated[str, StringConstraints(min_length=1, max_length=20_000)] | None = None
+    template: Token | None = None
+    variables: dict[str, str] = Field(default_factory=dict)
+    send_at: datetime | None = None
+    reference_id: Token | None = None
+    batch_id: Token | None = None
+    file_name: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
+    created_by: Token | None = None
+    #: how long after its send time the message may still go out; None takes the configured default
+    validity: timedelta | None = None
+
+    @field_validator("send_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and (value.tzinfo is None or value.tzinfo.utcoffset(value) is None):
+            raise ValueError("must be timezone-aware (e.g. 2026-01-31T09:00:00+01:00 or ...Z)")
+        return value.astimezone(UTC) if value is not None else None
+
+    @field_validator("validity")
+    @classmethod
+    def _positive(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError("must be positive")
+        return value
+
+    @model_validator(mode="after")
+    def _content(self) -> Self:
+        if (self.body is None) == (self.template is None):
+            raise ValueError("exactly one of body or template is required")
+        if self.variables and self.template is None:
+            raise ValueError("variables are only allowed with a template")
+        return self
+
+
+class HistoryEntry(BaseModel):
+    """One status change, appended atomically with the change itself."""
+
+    status: MessageStatus
+    at: datetime
+    reason: str | None = None
+    attempt: int = 0
+    detail: str | None = None
+
+
+class Message(BaseModel):
+    """The stored record of a message; the store is its source of truth."""
+
+    id: str
+    subaccount: str
+    channel: Channel
+    to: str
+    body: str | None = None
+    template: str | None = None
+    variables: dict[str, str] = Field(default_factory=dict)
+    send_at: datetime | None = None
+    reference_id: str | None = None
+    batch_id: str | None = None
+    file_name: str | None = None
+    created_by: str | None = None
+    created_at: datetime
+    valid_until: datetime
+    status: MessageStatus
+    status_at: datetime
+    reason: str | None = None
+    #: provider calls started so far
+    attempts: int = 0
+    #: when the message is next due (its send time, or its next attempt)
+    due_at: datetime
+    #: version of the arq job that may act on it; bumped on every re-enqueue, so stale jobs do nothing
+    job_version: int = 1
+    provider: str | None = None
+    provider_message_id: str | None = None
+    #: the idempotency key of the latest provider call
+    idempotency_key: str | None = None
+    #: the latest attempt's outcome is unknown, so the next attempt must reuse its idempotency key
+    reuse_key: bool = False
+    #: whether the provider of the latest attempt honours idempotency keys (crash recovery depends on it)
+    provider_idempotent: bool = False
+    last_error_code: str | None = None
+    last_error: str | None = None
+    history: list[HistoryEntry] = Field(default_factory=list)
+
+    @property
+    def job_id(self) -> str:
+        """The arq job id of the job that may act on this message now."""
+        return dispatch_job_id(self.id, self.job_version)
+
+
+def dispatch_job_id(message_id: str, version: int) -> str:
+    """Versioned arq job id: a re-enqueue never collides with an earlier job's id or kept result."""
+    return f"dispatch:{message_id}:{version}"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def to_ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+def from_ms(value: int | str) -> datetime:
+    return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+
+
+def fields_to_redis(values: dict[str, Any]) -> dict[str, str]:
+    """Flat string encoding of record fields for the Redis hash (datetimes as epoch ms)."""
+    out: dict[str, str] = {}
+    for key, value in values.items():
+        if value is None:
+            out[key] = ""
+        elif isinstance(value, datetime):
+            out[key] = str(to_ms(value))
+        elif isinstance(value, bool):
+            out[key] = "1" if value else "0"
+        elif isinstance(value, dict):
+            out[key] = json.dumps(value, separators=(",", ":"))
+        else:
+            out[key] = str(value)
+    return out

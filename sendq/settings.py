@@ -1,0 +1,83 @@
+"""Settings, read from ``SENDQ_*`` environment variables (nested with ``__``). No import-time singleton."""
+
+from typing import Literal, Self
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class MockProviderSettings(BaseModel):
+    """The in-process mock provider (for ``sendq dev`` and unit tests)."""
+
+    latency_ms: float = Field(0.0, ge=0)
+    fail_rate: float = Field(0.0, ge=0, le=1)
+    seed: int | None = None
+
+
+class HttpProviderSettings(BaseModel):
+    """The generic JSON-over-HTTP provider."""
+
+    url: str | None = None
+    timeout_s: float = Field(10.0, gt=0)
+    auth_token: str | None = None
+
+
+class Settings(BaseSettings):
+    """Everything sendq reads from its environment; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="SENDQ_", env_nested_delimiter="__", extra="ignore")
+
+    #: Redis to use; unset means `sendq dev` embeds a server and other commands refuse to start
+    redis_url: str | None = None
+    #: arq queue (a sorted set); every worker of a deployment serves the same one
+    queue_name: str = "sendq:queue"
+
+    provider: Literal["mock", "http"] = "mock"
+    mock: MockProviderSettings = Field(default_factory=MockProviderSettings)
+    http: HttpProviderSettings = Field(default_factory=HttpProviderSettings)
+
+    max_attempts: int = Field(5, ge=1, le=100)
+    backoff_base_s: float = Field(2.0, gt=0)
+    backoff_cap_s: float = Field(600.0, gt=0)
+    #: default validity: how long after its send time a message may still be sent
+    validity_s: float = Field(48 * 3600.0, gt=0)
+    #: how long final messages (sent, error, cancelled, receipts) are kept
+    retention_s: float = Field(30 * 86400.0, gt=0)
+
+    worker_concurrency: int = Field(50, ge=1)
+    poll_delay_s: float = Field(0.1, gt=0)
+    job_timeout_s: float = Field(60.0, gt=0)
+    #: on SIGTERM, let running sends finish for this long before cancelling them
+    job_completion_wait_s: int = Field(30, ge=0)
+    #: a claim outlives job_timeout_s by this much; past it the recovery sweep takes the message back
+    lease_margin_s: float = Field(10.0, gt=0)
+    #: seconds between sweeps; must divide 60 (arq cron runs on second marks)
+    sweep_interval_s: int = Field(5, ge=1, le=60)
+    #: a programmed message overdue by this much with no arq job is re-enqueued
+    redrive_after_s: float = Field(10.0, gt=0)
+    health_check_interval_s: int = Field(30, ge=1)
+    #: refuse to start a worker on a Redis whose maxmemory-policy can evict keys
+    require_noeviction: bool = True
+
+    log_level: str = "INFO"
+    #: None chooses by terminal: console on a TTY, JSON otherwise
+    log_json: bool | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if 60 % self.sweep_interval_s:
+            raise ValueError("sweep_interval_s must divide 60")
+        if self.backoff_cap_s < self.backoff_base_s:
+            raise ValueError("backoff_cap_s must be at least backoff_base_s")
+        if self.provider == "http" and not self.http.url:
+            raise ValueError("SENDQ_HTTP__URL is required when SENDQ_PROVIDER=http")
+        return self
+
+    @property
+    def lease_s(self) -> float:
+        return self.job_timeout_s + self.lease_margin_s
+
+
+def load_settings() -> Settings:
+    """Read settings from the environment (called by entry points, never at import)."""
+    return Settings()

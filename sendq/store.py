@@ -1,0 +1,252 @@
+"""MessageStore: the source of truth. Every status change goes through ``transition`` (one Lua CAS)."""
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from redis.asyncio import Redis
+
+from sendq import keys, lua
+from sendq.message import HistoryEntry, Message, fields_to_redis, from_ms, to_ms
+from sendq.status import FINAL_STATUSES, LEASED_STATUSES, WAITING_STATUSES, MessageStatus
+
+log = structlog.get_logger("sendq.store")
+
+# Fields that hold the record; everything else in Message is derived or kept elsewhere (history).
+_DATETIME_FIELDS = frozenset({"send_at", "created_at", "valid_until", "status_at", "due_at"})
+_INT_FIELDS = frozenset({"attempts", "job_version"})
+_BOOL_FIELDS = frozenset({"reuse_key", "provider_idempotent"})
+_JSON_FIELDS = frozenset({"variables"})
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """What a compare-and-set did: ``ok`` false means the message was not in an expected state."""
+
+    ok: bool
+    #: the status after the call (the new one, or the one that refused the change; None if no such message)
+    status: MessageStatus | None
+    job_version: int
+    attempts: int
+
+
+def _decode(raw: Mapping[bytes, bytes] | Mapping[str, str]) -> dict[str, str]:
+    return {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+        for k, v in raw.items()
+    }
+
+
+def _history_prefix(status: MessageStatus, at: datetime, reason: str | None, detail: str | None) -> str:
+    entry = json.dumps(
+        {"status": status.value, "at": at.isoformat(), "reason": reason, "detail": detail}, separators=(",", ":")
+    )
+    return entry[:-1] + ',"attempt":'
+
+
+class MessageStore:
+    """Messages in Redis under ``sendq:`` keys.
+
+    Args:
+        redis: a redis-py asyncio client (arq's ``ArqRedis`` is one).
+        retention: how long final messages are kept before the retention sweep deletes them.
+    """
+
+    def __init__(self, redis: "Redis[Any]", *, retention: timedelta) -> None:
+        self.redis = redis
+        self.retention = retention
+        self._create = redis.register_script(lua.CREATE)
+        self._transition = redis.register_script(lua.TRANSITION)
+        self._purge = redis.register_script(lua.PURGE)
+
+    async def create(self, message: Message) -> tuple[str, bool]:
+        """Store a new message in its initial status. Returns ``(id, created)``.
+
+        When the subaccount already has a message with the same ``reference_id``, nothing is written and the
+        existing message's id comes back with ``created=False``.
+        """
+        status = message.status
+        assert status in WAITING_STATUSES or status in FINAL_STATUSES, status
+        record = message.model_dump(exclude={"history"})
+        index_keys = [
+            keys.index_all(message.subaccount),
+            keys.index(message.subaccount, "status", status.value),
+            keys.index(message.subaccount, "channel", message.channel.value),
+        ]
+        if message.batch_id:
+            index_keys.append(keys.index(message.subaccount, "batch", message.batch_id))
+        if message.file_name:
+            index_keys.append(keys.index(message.subaccount, "file", message.file_name))
+        ref_key = keys.reference(message.subaccount, message.reference_id) if message.reference_id else "sendq:ref:-"
+        entry = message.history[0] if message.history else HistoryEntry(status=status, at=message.created_at)
+        flat = fields_to_redis(record)
+        args: list[str] = [
+            message.id,
+            "1" if message.reference_id else "0",
+            flat["created_at"],
+            flat["due_at"] if status in WAITING_STATUSES else "",
+            entry.model_dump_json(),
+            status.value,
+        ]
+        for field, value in flat.items():
+            args += [field, value]
+        due_key = keys.DUE if status in WAITING_STATUSES else keys.RETENTION
+        if status not in WAITING_STATUSES:
+            # Born final (refused by a rule): it goes straight into the retention index instead of the due one.
+            args[3] = str(to_ms(message.created_at + self.retention))
+        created, found_id = await self._create(
+            keys=[keys.message(message.id), keys.history(message.id), ref_key, due_key, keys.EVENTS, *index_keys],
+            args=args,
+        )
+        return (found_id.decode() if isinstance(found_id, bytes) else str(found_id)), bool(created)
+
+    async def get(self, message_id: str) -> Message | None:
+        """The message with its history, or None."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(keys.message(message_id))
+            pipe.lrange(keys.history(message_id), 0, -1)
+            raw, history = await pipe.execute()
+        if not raw:
+            return None
+        return self._load(_decode(raw), history)
+
+    async def get_many(self, message_ids: Iterable[str]) -> list[Message]:
+        """The messages that exist, in the order asked (no history), with one round trip."""
+        ids = list(message_ids)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for message_id in ids:
+                pipe.hgetall(keys.message(message_id))
+            raws = await pipe.execute()
+        return [self._load(_decode(raw), []) for raw in raws if raw]
+
+    async def find_by_reference(self, subaccount: str, reference_id: str) -> Message | None:
+        """The subaccount's message with this client reference, or None."""
+        found = await self.redis.get(keys.reference(subaccount, reference_id))
+        if found is None:
+            return None
+        return await self.get(found.decode() if isinstance(found, bytes) else str(found))
+
+    async def transition(
+        self,
+        message_id: str,
+        *,
+        from_: Iterable[MessageStatus],
+        to: MessageStatus,
+        now: datetime,
+        reason: str | None = None,
+        detail: str | None = None,
+        expected_version: int | None = None,
+        bump_version: bool = False,
+        count_attempt: bool = False,
+        due_at: datetime | None = None,
+        lease_until: datetime | None = None,
+        lease_expired_by: datetime | None = None,
+        fields: Mapping[str, Any] | None = None,
+    ) -> Transition:
+        """Compare-and-set the status, with its history entry, index and event, atomically.
+
+        Args:
+            from_: the statuses the message must be in; any other status refuses the change.
+            to: the new status.
+            expected_version: also require this job version (a stale arq job then does nothing).
+            bump_version: increment the job version (the caller enqueues the new versioned job).
+            count_attempt: increment ``attempts`` (a provider call starts).
+            due_at: required when ``to`` waits on the clock (programmed, blocked_time).
+            lease_until: required when ``to`` is leased (processing, sending).
+            lease_expired_by: refuse unless the current lease ran out by then (for the recovery sweep).
+            fields: other record fields to set with the change.
+
+        Returns:
+            What happened; ``ok`` is false when the message was not in ``from_`` (or not at that version).
+        """
+        if to in WAITING_STATUSES and due_at is None:
+            raise ValueError(f"due_at is required to enter {to}")
+        if to in LEASED_STATUSES and lease_until is None:
+            raise ValueError(f"lease_until is required to enter {to}")
+        values: dict[str, Any] = {"reason": reason}
+        if due_at is not None:
+            values["due_at"] = due_at
+        if fields:
+            values.update(fields)
+        pairs: list[str] = []
+        for field, value in fields_to_redis(values).items():
+            pairs += [field, value]
+        retention = to_ms(now + self.retention) if to in FINAL_STATUSES else None
+        result = await self._transition(
+            keys=[
+                keys.message(message_id),
+                keys.history(message_id),
+                keys.DUE,
+                keys.INFLIGHT,
+                keys.RETENTION,
+                keys.EVENTS,
+            ],
+            args=[
+                message_id,
+                " ".join(s.value for s in from_),
+                to.value,
+                "" if expected_version is None else str(expected_version),
+                "1" if bump_version else "0",
+                str(to_ms(now)),
+                _history_prefix(to, now, reason, detail),
+                "1" if count_attempt else "0",
+                str(to_ms(due_at)) if due_at is not None and to in WAITING_STATUSES else "",
+                str(to_ms(lease_until)) if lease_until is not None and to in LEASED_STATUSES else "",
+                "" if retention is None else str(retention),
+                "" if lease_expired_by is None else str(to_ms(lease_expired_by)),
+                *pairs,
+            ],
+        )
+        code, status, version, attempts = result
+        status_s = status.decode() if isinstance(status, bytes) else str(status)
+        outcome = Transition(
+            ok=int(code) == 1,
+            status=MessageStatus(status_s) if status_s else None,
+            job_version=int(version),
+            attempts=int(attempts),
+        )
+        if outcome.ok:
+            log.debug("message.status_changed", message_id=message_id, to_status=to.value, reason=reason)
+        return outcome
+
+    async def waiting_due(self, until: datetime, limit: int) -> list[str]:
+        """Ids of programmed or blocked messages due by ``until``, oldest first."""
+        ids = await self.redis.zrangebyscore(keys.DUE, "-inf", to_ms(until), start=0, num=limit)
+        return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+
+    async def lease_expired(self, now: datetime, limit: int) -> list[str]:
+        """Ids of processing or sending messages whose worker lease ran out by ``now``."""
+        ids = await self.redis.zrangebyscore(keys.INFLIGHT, "-inf", to_ms(now), start=0, num=limit)
+        return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+
+    async def purge_expired(self, now: datetime, limit: int = 1000) -> int:
+        """Delete final messages whose retention ran out (with their history and index entries)."""
+        return int(await self._purge(keys=[keys.RETENTION], args=[to_ms(now), limit]))
+
+    async def ids_in_index(self, key: str, limit: int = 100, newest_first: bool = True) -> list[str]:
+        """Message ids in a secondary index (see ``sendq.keys.index``)."""
+        if newest_first:
+            ids = await self.redis.zrevrange(key, 0, limit - 1)
+        else:
+            ids = await self.redis.zrange(key, 0, limit - 1)
+        return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+
+    @staticmethod
+    def _load(raw: dict[str, str], history: list[bytes] | list[str]) -> Message:
+        values: dict[str, Any] = {}
+        for field, value in raw.items():
+            if field in _DATETIME_FIELDS:
+                values[field] = from_ms(value) if value else None
+            elif field in _INT_FIELDS:
+                values[field] = int(value)
+            elif field in _BOOL_FIELDS:
+                values[field] = value == "1"
+            elif field in _JSON_FIELDS:
+                values[field] = json.loads(value) if value else {}
+            else:
+                values[field] = value if value != "" else None
+        values["history"] = [HistoryEntry.model_validate_json(h) for h in history]
+        return Message.model_validate(values)
