@@ -39,6 +39,8 @@ def new_message_id(now_ms: int | None = None) -> str:
     return "".join(reversed(chars))
 
 
+#: subaccount ids appear inside Redis key names, so they are kept to a safe alphabet (no ":")
+SubaccountId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 Token = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
@@ -47,7 +49,7 @@ class NewMessage(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    subaccount: Token
+    subaccount: SubaccountId
     channel: Channel
     to: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=320)]
     body: Annotated[str, StringConstraints(min_length=1, max_length=20_000)] | None = None

@@ -55,7 +55,7 @@ class MessageStore:
         retention: how long final messages are kept before the retention sweep deletes them.
     """
 
-    def __init__(self, redis: "Redis[Any]", *, retention: timedelta) -> None:
+    def __init__(self, redis: Redis, *, retention: timedelta) -> None:
         self.redis = redis
         self.retention = retention
         self._create = redis.register_script(lua.CREATE)

@@ -1,0 +1,65 @@
+"""Enqueueing dispatch jobs: versioned job ids, JSON payloads, only ids in the queue."""
+
+import json
+from datetime import datetime
+from typing import Any
+
+from arq.connections import ArqRedis, RedisSettings, create_pool
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
+
+from sendq.errors import ConfigurationError
+from sendq.keys import JobName
+from sendq.message import dispatch_job_id
+from sendq.settings import Settings
+
+
+def serialize_job(data: dict[str, Any]) -> bytes:
+    """JSON, not arq's default pickle: whoever can write to Redis must not be able to run code in workers."""
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def deserialize_job(raw: bytes) -> dict[str, Any]:
+    data = json.loads(raw)
+    assert isinstance(data, dict)
+    return data
+
+
+def redis_settings(url: str) -> RedisSettings:
+    """arq connection settings that ride out a Redis restart instead of killing the worker."""
+    settings = RedisSettings.from_dsn(url)
+    settings.retry = Retry(ExponentialBackoff(cap=2, base=0.1), 20)
+    settings.retry_on_error = [RedisConnectionError, RedisTimeoutError, OSError]
+    settings.conn_retries = 10
+    return settings
+
+
+async def connect(settings: Settings) -> ArqRedis:
+    """An arq Redis pool for ``settings.redis_url``."""
+    if not settings.redis_url:
+        raise ConfigurationError("SENDQ_REDIS_URL is not set (or run `sendq dev` for an embedded one)")
+    return await create_pool(
+        redis_settings(settings.redis_url),
+        job_serializer=serialize_job,
+        job_deserializer=deserialize_job,
+        default_queue_name=settings.queue_name,
+    )
+
+
+async def enqueue_dispatch(
+    arq: ArqRedis, message_id: str, version: int, *, at: datetime | None, queue_name: str
+) -> bool:
+    """Enqueue ``dispatch(message_id, version)``, deferred to ``at``.
+
+    Returns False when that versioned job already exists (arq answers None), which is fine: it will run.
+    """
+    job = await arq.enqueue_job(
+        JobName.DISPATCH.value,
+        message_id,
+        version,
+        _job_id=dispatch_job_id(message_id, version),
+        _defer_until=at,
+        _queue_name=queue_name,
+    )
+    return job is not None

@@ -1,0 +1,149 @@
+"""Programming, cancelling and rescheduling messages: the scheduler's front door."""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from arq.connections import ArqRedis
+from pydantic import ValidationError
+
+from scheduler.enqueue import enqueue_dispatch
+from sendq.errors import InvalidInput, MessageNotFound
+from sendq.message import HistoryEntry, Message, NewMessage, new_message_id, to_ms, utcnow
+from sendq.settings import Settings
+from sendq.status import CANCELLABLE_STATUSES, MessageStatus
+from sendq.store import MessageStore
+
+
+@dataclass(frozen=True, slots=True)
+class Programmed:
+    message: Message
+    #: False when the reference_id matched an existing message, which is returned instead
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOutcome:
+    #: the cancel took: no provider call for this message will start
+    cancelled: bool
+    #: the status now (CANCELLED, or the one that prevented the cancel)
+    status: MessageStatus
+    message: Message
+
+
+def parse_new_message(data: dict[str, Any]) -> NewMessage:
+    """Validate raw input; the first problem becomes an ``InvalidInput`` naming its field."""
+    try:
+        return NewMessage.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "message"
+        raise InvalidInput(field, err["msg"].removeprefix("Value error, ")) from None
+
+
+class Scheduler:
+    """Admits messages into the store and keeps their arq jobs in step with it."""
+
+    def __init__(self, store: MessageStore, arq: ArqRedis, settings: Settings) -> None:
+        self.store = store
+        self.arq = arq
+        self.settings = settings
+
+    async def program(self, new: NewMessage, *, now: datetime | None = None) -> Programmed:
+        """Store a message as ``programmed`` and enqueue its dispatch at ``send_at`` (or now).
+
+        Raises:
+            InvalidInput: the send time is already past the message's validity.
+        """
+        now = now or utcnow()
+        base = new.send_at or now
+        validity = new.validity or timedelta(seconds=self.settings.validity_s)
+        valid_until = base + validity
+        if valid_until <= now:
+            raise InvalidInput("send_at", f"is more than its validity ({validity}) in the past")
+        message = Message(
+            id=new_message_id(to_ms(now)),
+            subaccount=new.subaccount,
+            channel=new.channel,
+            to=new.to,
+            body=new.body,
+            template=new.template,
+            variables=new.variables,
+            send_at=new.send_at,
+            reference_id=new.reference_id,
+            batch_id=new.batch_id,
+            file_name=new.file_name,
+            created_by=new.created_by,
+            created_at=now,
+            valid_until=valid_until,
+            status=MessageStatus.PROGRAMMED,
+            status_at=now,
+            due_at=max(base, now),
+            history=[HistoryEntry(status=MessageStatus.PROGRAMMED, at=now, reason="created")],
+        )
+        found_id, created = await self.store.create(message)
+        if not created:
+            existing = await self.store.get(found_id)
+            if existing is None:  # purged between the two calls; vanishingly rare
+                raise MessageNotFound(found_id)
+            return Programmed(existing, created=False)
+        # Should this enqueue fail, the re-drive sweep finds the programmed message without a job.
+        at = message.due_at if message.due_at > now else None
+        await enqueue_dispatch(self.arq, message.id, message.job_version, at=at, queue_name=self.settings.queue_name)
+        return Programmed(message, created=True)
+
+    async def get(self, message_id: str) -> Message:
+        message = await self.store.get(message_id)
+        if message is None:
+            raise MessageNotFound(message_id)
+        return message
+
+    async def cancel(self, message_id: str, *, now: datetime | None = None, by: str | None = None) -> CancelOutcome:
+        """Cancel if the message is still cancellable; the answer says whether it took.
+
+        Once this returns ``cancelled=True`` no provider call for the message starts: the worker's next
+        compare-and-set (to ``sending``) finds ``cancelled`` and stops.
+        """
+        now = now or utcnow()
+        result = await self.store.transition(
+            message_id,
+            from_=CANCELLABLE_STATUSES,
+            to=MessageStatus.CANCELLED,
+            now=now,
+            reason="cancelled",
+            detail=f"by {by}" if by else None,
+        )
+        if result.status is None:
+            raise MessageNotFound(message_id)
+        return CancelOutcome(result.ok, result.status, await self.get(message_id))
+
+    async def reschedule(self, message_id: str, at: datetime, *, now: datetime | None = None) -> Message:
+        """Move a programmed (or blocked) message to a new send time; its validity window moves with it.
+
+        Raises:
+            InvalidInput: naive time, or the message is no longer waiting.
+            MessageNotFound: no such message.
+        """
+        if at.tzinfo is None or at.utcoffset() is None:
+            raise InvalidInput("at", "must be timezone-aware")
+        now = now or utcnow()
+        message = await self.get(message_id)
+        window = message.valid_until - (message.send_at or message.created_at)
+        result = await self.store.transition(
+            message_id,
+            from_={MessageStatus.PROGRAMMED, MessageStatus.BLOCKED_TIME},
+            to=MessageStatus.PROGRAMMED,
+            now=now,
+            reason="rescheduled",
+            detail=at.isoformat(),
+            expected_version=message.job_version,
+            bump_version=True,
+            due_at=max(at, now),
+            fields={"send_at": at, "valid_until": at + window},
+        )
+        if not result.ok:
+            raise InvalidInput("id", f"cannot reschedule a message in status {result.status}")
+        await enqueue_dispatch(
+            self.arq, message_id, result.job_version, at=at if at > now else None, queue_name=self.settings.queue_name
+        )
+        return await self.get(message_id)

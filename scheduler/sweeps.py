@@ -1,0 +1,151 @@
+"""Sweeps that run on a clock (as a unique arq cron job): nothing is lost silently.
+
+- leases: a message left in ``processing`` or ``sending`` by a dead worker is taken back;
+- re-drive: a ``programmed`` message overdue with no arq job (Redis restart, expired job key, a crash
+  between store and enqueue) gets a new versioned job;
+- retention: final messages past retention are deleted with their index entries.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import structlog
+from arq.connections import ArqRedis
+from arq.constants import in_progress_key_prefix, job_key_prefix
+
+from scheduler.enqueue import enqueue_dispatch
+from sendq.message import Message, dispatch_job_id
+from sendq.settings import Settings
+from sendq.status import MessageStatus
+from sendq.store import MessageStore
+
+log = structlog.get_logger("sendq.sweep")
+
+#: messages handled per sweep and kind; the rest wait for the next tick
+SWEEP_LIMIT = 1000
+
+
+@dataclass(slots=True)
+class SweepReport:
+    released: int = 0
+    resent: int = 0
+    unknown_outcome: int = 0
+    redriven: int = 0
+    purged: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+
+def resolve_interrupted_send(message: Message, max_attempts: int) -> MessageStatus:
+    """The product decision for a message found in ``sending`` after its worker died.
+
+    The provider call may or may not have been accepted. Resending is safe only when the provider honours
+    idempotency keys (the next attempt reuses the same key, so a provider that accepted it answers with the
+    first id); otherwise sendq must not risk a second send and ends the message in ``error``.
+    """
+    if message.provider_idempotent and message.attempts < max_attempts:
+        return MessageStatus.PROGRAMMED
+    return MessageStatus.ERROR
+
+
+async def recover_leases(store: MessageStore, arq: ArqRedis, settings: Settings, now: datetime) -> SweepReport:
+    report = SweepReport()
+    ids = await store.lease_expired(now, SWEEP_LIMIT)
+    for message in await store.get_many(ids):
+        if message.status is MessageStatus.PROCESSING:
+            result = await store.transition(
+                message.id,
+                from_={MessageStatus.PROCESSING},
+                to=MessageStatus.PROGRAMMED,
+                now=now,
+                reason="worker_lost",
+                detail="released: the worker died before any provider call",
+                expected_version=message.job_version,
+                lease_expired_by=now,
+                bump_version=True,
+                due_at=now,
+            )
+            if result.ok:
+                report.released += 1
+                await enqueue_dispatch(arq, message.id, result.job_version, at=None, queue_name=settings.queue_name)
+        elif message.status is MessageStatus.SENDING:
+            decision = resolve_interrupted_send(message, settings.max_attempts)
+            if decision is MessageStatus.PROGRAMMED:
+                result = await store.transition(
+                    message.id,
+                    from_={MessageStatus.SENDING},
+                    to=MessageStatus.PROGRAMMED,
+                    now=now,
+                    reason="worker_lost_during_send",
+                    detail=f"resending with the same idempotency key {message.idempotency_key}",
+                    expected_version=message.job_version,
+                    lease_expired_by=now,
+                    bump_version=True,
+                    due_at=now,
+                    fields={"reuse_key": True},
+                )
+                if result.ok:
+                    report.resent += 1
+                    await enqueue_dispatch(arq, message.id, result.job_version, at=None, queue_name=settings.queue_name)
+            else:
+                result = await store.transition(
+                    message.id,
+                    from_={MessageStatus.SENDING},
+                    to=MessageStatus.ERROR,
+                    now=now,
+                    reason="unknown_outcome",
+                    detail="the worker died during the provider call and the provider has no idempotency key",
+                    expected_version=message.job_version,
+                    lease_expired_by=now,
+                )
+                report.unknown_outcome += int(result.ok)
+        else:
+            report.skipped.append(message.id)
+    return report
+
+
+async def redrive_due(
+    store: MessageStore, arq: ArqRedis, settings: Settings, now: datetime, report: SweepReport
+) -> None:
+    overdue = await store.waiting_due(now - timedelta(seconds=settings.redrive_after_s), SWEEP_LIMIT)
+    messages = [m for m in await store.get_many(overdue) if m.status is MessageStatus.PROGRAMMED]
+    if not messages:
+        return
+    async with arq.pipeline(transaction=False) as pipe:
+        for m in messages:
+            job_id = dispatch_job_id(m.id, m.job_version)
+            pipe.exists(job_key_prefix + job_id, in_progress_key_prefix + job_id)
+        alive = await pipe.execute()
+    for message, count in zip(messages, alive, strict=True):
+        if count:
+            continue
+        result = await store.transition(
+            message.id,
+            from_={MessageStatus.PROGRAMMED},
+            to=MessageStatus.PROGRAMMED,
+            now=now,
+            reason="job_missing",
+            detail=f"re-enqueued: job {message.job_id} was gone",
+            expected_version=message.job_version,
+            bump_version=True,
+            due_at=now,
+        )
+        if result.ok:
+            report.redriven += 1
+            await enqueue_dispatch(arq, message.id, result.job_version, at=None, queue_name=settings.queue_name)
+
+
+async def run_sweeps(store: MessageStore, arq: ArqRedis, settings: Settings, now: datetime) -> SweepReport:
+    """All sweeps, in order; each is safe to run concurrently with workers and with itself."""
+    report = await recover_leases(store, arq, settings, now)
+    await redrive_due(store, arq, settings, now, report)
+    report.purged = await store.purge_expired(now)
+    if report.released or report.resent or report.unknown_outcome or report.redriven or report.purged:
+        log.info(
+            "sweep.done",
+            released=report.released,
+            resent=report.resent,
+            unknown_outcome=report.unknown_outcome,
+            redriven=report.redriven,
+            purged=report.purged,
+        )
+    return report

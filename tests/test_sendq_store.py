@@ -1,0 +1,163 @@
+"""The store: create with reference dedup, compare-and-set transitions, history, indexes, retention."""
+
+from datetime import UTC, datetime, timedelta
+
+from sendq import keys
+from sendq.message import HistoryEntry, Message, utcnow
+from sendq.status import MessageStatus as S
+from sendq.store import MessageStore
+from tests.helpers import new_message, statuses
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def record(message_id: str = "m1", **overrides: object) -> Message:
+    data: dict[str, object] = {
+        "id": message_id,
+        "subaccount": "acme",
+        "channel": "sms",
+        "to": "+15551234567",
+        "body": "hi",
+        "created_at": NOW,
+        "valid_until": NOW + timedelta(hours=1),
+        "status": S.PROGRAMMED,
+        "status_at": NOW,
+        "due_at": NOW,
+        "history": [HistoryEntry(status=S.PROGRAMMED, at=NOW, reason="created")],
+    }
+    data.update(overrides)
+    return Message.model_validate(data)
+
+
+async def test_create_and_get_round_trip(store: MessageStore) -> None:
+    """Every field survives the round trip through Redis."""
+    m = record(batch_id="b1", file_name="f.csv", reference_id="r1", variables={"a": "1"}, send_at=NOW)
+    assert await store.create(m) == ("m1", True)
+    got = await store.get("m1")
+    assert got is not None
+    assert got.model_dump(exclude={"history"}) == m.model_dump(exclude={"history"})
+    assert statuses(got.history) == ["programmed"]
+
+
+async def test_reference_is_unique_per_subaccount(store: MessageStore) -> None:
+    """A second create with the same reference returns the first id and writes nothing."""
+    await store.create(record("m1", reference_id="r"))
+    assert await store.create(record("m2", reference_id="r")) == ("m1", False)
+    assert await store.get("m2") is None
+    assert await store.create(record("m3", reference_id="r", subaccount="other")) == ("m3", True)
+    found = await store.find_by_reference("acme", "r")
+    assert found is not None and found.id == "m1"
+
+
+async def test_transition_is_compare_and_set(store: MessageStore) -> None:
+    """A transition from an unexpected status does nothing and reports the current status."""
+    await store.create(record())
+    ok = await store.transition("m1", from_={S.PROGRAMMED}, to=S.PROCESSING, now=NOW, lease_until=NOW)
+    assert ok.ok and ok.status is S.PROCESSING
+    again = await store.transition("m1", from_={S.PROGRAMMED}, to=S.PROCESSING, now=NOW, lease_until=NOW)
+    assert not again.ok and again.status is S.PROCESSING
+    got = await store.get("m1")
+    assert got is not None and statuses(got.history) == ["programmed", "processing"]
+
+
+async def test_version_guard(store: MessageStore) -> None:
+    """A stale job version cannot claim the message; bumping the version moves the guard."""
+    await store.create(record())
+    bumped = await store.transition("m1", from_={S.PROGRAMMED}, to=S.PROGRAMMED, now=NOW, due_at=NOW, bump_version=True)
+    assert bumped.job_version == 2
+    stale = await store.transition(
+        "m1", from_={S.PROGRAMMED}, to=S.PROCESSING, now=NOW, lease_until=NOW, expected_version=1
+    )
+    assert not stale.ok
+    fresh = await store.transition(
+        "m1", from_={S.PROGRAMMED}, to=S.PROCESSING, now=NOW, lease_until=NOW, expected_version=2
+    )
+    assert fresh.ok
+
+
+async def test_missing_message(store: MessageStore) -> None:
+    """A transition of an unknown id reports no status."""
+    result = await store.transition("nope", from_={S.PROGRAMMED}, to=S.CANCELLED, now=NOW)
+    assert not result.ok and result.status is None
+
+
+async def test_indexes_follow_status(store: MessageStore) -> None:
+    """The status index moves with the message; batch, channel and file indexes hold it."""
+    await store.create(record(batch_id="b1", file_name="list.csv"))
+    assert await store.ids_in_index(keys.index("acme", "status", "programmed")) == ["m1"]
+    await store.transition("m1", from_={S.PROGRAMMED}, to=S.CANCELLED, now=NOW)
+    assert await store.ids_in_index(keys.index("acme", "status", "programmed")) == []
+    assert await store.ids_in_index(keys.index("acme", "status", "cancelled")) == ["m1"]
+    for name, value in [("batch", "b1"), ("channel", "sms"), ("file", "list.csv")]:
+        assert await store.ids_in_index(keys.index("acme", name, value)) == ["m1"]
+    assert await store.ids_in_index(keys.index_all("acme")) == ["m1"]
+
+
+async def test_due_and_lease_indexes(store: MessageStore) -> None:
+    """Waiting messages are in the due index, leased ones in the inflight index, never both."""
+    await store.create(record(due_at=NOW))
+    assert await store.waiting_due(NOW, 10) == ["m1"]
+    await store.transition("m1", from_={S.PROGRAMMED}, to=S.PROCESSING, now=NOW, lease_until=NOW + timedelta(seconds=5))
+    assert await store.waiting_due(NOW + timedelta(days=1), 10) == []
+    assert await store.lease_expired(NOW, 10) == []
+    assert await store.lease_expired(NOW + timedelta(seconds=5), 10) == ["m1"]
+
+
+async def test_lease_guard(store: MessageStore) -> None:
+    """The recovery sweep cannot take a message whose lease has not run out."""
+    await store.create(record())
+    await store.transition("m1", from_={S.PROGRAMMED}, to=S.PROCESSING, now=NOW, lease_until=NOW + timedelta(seconds=5))
+    early = await store.transition(
+        "m1", from_={S.PROCESSING}, to=S.PROGRAMMED, now=NOW, due_at=NOW, lease_expired_by=NOW + timedelta(seconds=4)
+    )
+    assert not early.ok
+    late = await store.transition(
+        "m1", from_={S.PROCESSING}, to=S.PROGRAMMED, now=NOW, due_at=NOW, lease_expired_by=NOW + timedelta(seconds=5)
+    )
+    assert late.ok
+
+
+async def test_attempts_and_history_entries(store: MessageStore) -> None:
+    """Counting an attempt increments it, and the history entry carries it with the reason."""
+    await store.create(record())
+    await store.transition("m1", from_={S.PROGRAMMED}, to=S.PROCESSING, now=NOW, lease_until=NOW)
+    sending = await store.transition(
+        "m1", from_={S.PROCESSING}, to=S.SENDING, now=NOW, lease_until=NOW, count_attempt=True
+    )
+    assert sending.attempts == 1
+    await store.transition("m1", from_={S.SENDING}, to=S.ERROR, now=NOW, reason="provider_rejected", detail="x")
+    got = await store.get("m1")
+    assert got is not None
+    last = got.history[-1]
+    assert (last.status, last.reason, last.detail, last.attempt) == (S.ERROR, "provider_rejected", "x", 1)
+    assert got.reason == "provider_rejected" and got.attempts == 1
+
+
+async def test_retention_purges_final_messages_only(store: MessageStore) -> None:
+    """Past retention, final messages go with their indexes and reference; waiting ones stay."""
+    await store.create(record("m1", reference_id="r1", batch_id="b"))
+    await store.create(record("m2"))
+    await store.transition("m1", from_={S.PROGRAMMED}, to=S.CANCELLED, now=NOW)
+    assert await store.purge_expired(NOW + store.retention - timedelta(seconds=1)) == 0
+    assert await store.purge_expired(NOW + store.retention) == 1
+    assert await store.get("m1") is None
+    assert await store.find_by_reference("acme", "r1") is None
+    assert await store.ids_in_index(keys.index("acme", "batch", "b")) == []
+    assert await store.ids_in_index(keys.index_all("acme")) == ["m2"]
+    assert await store.get("m2") is not None
+
+
+async def test_new_message_validation() -> None:
+    """Naive send times, missing content and bad subaccounts are refused by the model."""
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="timezone-aware"):
+        new_message(send_at=datetime(2030, 1, 1))
+    with pytest.raises(ValidationError, match="exactly one of body or template"):
+        new_message(body=None)
+    with pytest.raises(ValidationError):
+        new_message(subaccount="a:b")
+    with pytest.raises(ValidationError):
+        new_message(channel="fax")
+    assert new_message(send_at=utcnow()).send_at is not None

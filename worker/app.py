@@ -1,0 +1,154 @@
+"""arq wiring: the worker settings mapping, startup and shutdown, the sweep cron job, the run loop."""
+
+import asyncio
+import random
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+import structlog
+from arq import cron
+from arq.connections import ArqRedis
+from arq.typing import WorkerSettingsBase
+from arq.worker import Function, Worker, async_check_health, func
+
+from providers import build_provider
+from providers.base import Provider
+from scheduler.backoff import BackoffPolicy
+from scheduler.enqueue import connect, deserialize_job, redis_settings, serialize_job
+from scheduler.sweeps import run_sweeps
+from sendq.errors import ConfigurationError
+from sendq.keys import JobName
+from sendq.message import utcnow
+from sendq.settings import Settings
+from sendq.store import MessageStore
+from worker.dispatch import dispatch
+from worker.redis_policy import check_redis_policy
+from worker.services import Services, services
+
+log = structlog.get_logger("sendq.worker")
+
+
+async def sweep(ctx: dict[str, Any]) -> str:
+    """arq cron job: lease recovery, re-drive and retention (``scheduler.sweeps``)."""
+    svc = services(ctx)
+    report = await run_sweeps(svc.store, svc.arq, svc.settings, svc.clock())
+    return (
+        f"released={report.released} resent={report.resent} unknown={report.unknown_outcome} "
+        f"redriven={report.redriven} purged={report.purged}"
+    )
+
+
+def worker_settings(
+    settings: Settings,
+    *,
+    provider: Provider | None = None,
+    clock: Callable[[], datetime] = utcnow,
+    rng: random.Random | None = None,
+) -> dict[str, Any]:
+    """arq's WorkerSettings for ``settings`` (a mapping: arq accepts one in place of a class).
+
+    Args:
+        provider: use this provider instead of the configured one (tests, ``sendq dev``).
+        clock: where jobs read the time.
+    """
+
+    async def startup(ctx: dict[str, Any]) -> None:
+        arq: ArqRedis = ctx["redis"]
+        if settings.require_noeviction:
+            facts = await check_redis_policy(arq)
+            log.info("worker.redis_checked", **facts)
+        http = httpx.AsyncClient(timeout=httpx.Timeout(settings.http.timeout_s, connect=5.0))
+        chosen = provider if provider is not None else build_provider(settings, http)
+        policy = BackoffPolicy.from_settings(settings)
+        if rng is not None:
+            policy = BackoffPolicy(policy.base_s, policy.cap_s, policy.max_attempts, rng)
+        ctx["services"] = Services(
+            settings=settings,
+            store=MessageStore(arq, retention=timedelta(seconds=settings.retention_s)),
+            arq=arq,
+            provider=chosen,
+            policy=policy,
+            http=http,
+            clock=clock,
+        )
+        log.info("worker.started", provider=chosen.name, queue=settings.queue_name)
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        svc = ctx.get("services")
+        if isinstance(svc, Services):
+            await svc.provider.aclose()
+            await svc.http.aclose()
+
+    functions: list[Function] = [
+        func(dispatch, name=JobName.DISPATCH.value, keep_result=0, max_tries=1000, timeout=settings.job_timeout_s),
+    ]
+    return {
+        "functions": functions,
+        "cron_jobs": [
+            cron(
+                sweep,
+                name=JobName.SWEEP.value,
+                second=set(range(0, 60, settings.sweep_interval_s)),
+                unique=True,
+                run_at_startup=True,
+                timeout=settings.job_timeout_s,
+                keep_result=0,
+            )
+        ],
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+        "queue_name": settings.queue_name,
+        "redis_settings": redis_settings(settings.redis_url) if settings.redis_url else None,
+        "job_serializer": serialize_job,
+        "job_deserializer": deserialize_job,
+        "max_jobs": settings.worker_concurrency,
+        "poll_delay": settings.poll_delay_s,
+        "job_timeout": settings.job_timeout_s,
+        "job_completion_wait": settings.job_completion_wait_s,
+        "keep_result": 0,
+        "health_check_interval": settings.health_check_interval_s,
+        "health_check_key": health_check_key(settings),
+    }
+
+
+def health_check_key(settings: Settings) -> str:
+    return f"{settings.queue_name}:health-check"
+
+
+def run_worker(settings: Settings, *, provider: Provider | None = None) -> Worker:
+    """Run a worker until SIGTERM/SIGINT (running sends get ``job_completion_wait_s`` to finish).
+
+    Raises:
+        ConfigurationError: no Redis URL, or Redis would evict keys.
+    """
+    if not settings.redis_url:
+        raise ConfigurationError("SENDQ_REDIS_URL is not set (or run `sendq dev` for an embedded one)")
+    # arq's Worker binds to the current event loop at construction, so the loop must exist first.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    if settings.require_noeviction:
+        loop.run_until_complete(_preflight(settings))
+    worker = Worker(**worker_settings(settings, provider=provider))
+    worker.run()
+    return worker
+
+
+async def _preflight(settings: Settings) -> None:
+    """Fail fast with one clear line, before arq starts, when Redis is unusable."""
+    arq = await connect(settings)
+    try:
+        await check_redis_policy(arq)
+    finally:
+        await arq.aclose()
+
+
+async def check_health(settings: Settings) -> int:
+    """0 when a worker recorded a health check recently, 1 otherwise (for container health checks)."""
+    if not settings.redis_url:
+        raise ConfigurationError("SENDQ_REDIS_URL is not set")
+    return await async_check_health(redis_settings(settings.redis_url), health_check_key(settings), settings.queue_name)
+
+
+__all__ = ["WorkerSettingsBase", "check_health", "run_worker", "sweep", "worker_settings"]

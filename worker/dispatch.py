@@ -1,0 +1,165 @@
+"""The dispatch job: claim, re-check, send once per attempt, record the outcome."""
+
+from datetime import timedelta
+from typing import Any
+
+import structlog
+
+from providers.base import SendResult
+from scheduler.enqueue import enqueue_dispatch
+from sendq.errors import ProviderError, RetryableProviderError
+from sendq.message import Message
+from sendq.status import MessageStatus
+from worker.services import Services, services
+
+log = structlog.get_logger("sendq.dispatch")
+
+_S = MessageStatus
+#: a job that starts this early (clock skew between producer and worker) still sends
+_EARLY_TOLERANCE = timedelta(milliseconds=500)
+
+
+async def dispatch(ctx: dict[str, Any], message_id: str, version: int) -> str:
+    """Send message ``message_id`` if job ``version`` still owns it; returns what happened (for arq's log).
+
+    arq may run a job more than once; every step is a compare-and-set on (status, version), so a rerun, a
+    stale job or a job racing a cancel finds the message elsewhere and does nothing.
+    """
+    svc = services(ctx)
+    with structlog.contextvars.bound_contextvars(message_id=message_id, job_version=version):
+        now = svc.clock()
+        claim = await svc.store.transition(
+            message_id,
+            from_={_S.PROGRAMMED},
+            to=_S.PROCESSING,
+            now=now,
+            expected_version=version,
+            lease_until=now + timedelta(seconds=svc.settings.lease_s),
+        )
+        if not claim.ok:
+            log.info("message.skipped", status=claim.status, current_version=claim.job_version)
+            return f"skipped:{claim.status}"
+        found = await svc.store.get_many([message_id])
+        if not found:
+            return "skipped:gone"
+        return await _process(svc, found[0], version)
+
+
+async def _process(svc: Services, message: Message, version: int) -> str:
+    now = svc.clock()
+    store = svc.store
+    if message.due_at > now + _EARLY_TOLERANCE:
+        # An old job that fired early (e.g. the message was rescheduled later): hand it back to the clock.
+        back = await store.transition(
+            message.id,
+            from_={_S.PROCESSING},
+            to=_S.PROGRAMMED,
+            now=now,
+            reason="not_due",
+            expected_version=version,
+            bump_version=True,
+            due_at=message.due_at,
+        )
+        if back.ok:
+            await enqueue_dispatch(
+                svc.arq, message.id, back.job_version, at=message.due_at, queue_name=svc.settings.queue_name
+            )
+        return "not_due"
+    if now > message.valid_until:
+        await store.transition(
+            message.id,
+            from_={_S.PROCESSING},
+            to=_S.ERROR,
+            now=now,
+            reason="expired",
+            detail=f"validity ended at {message.valid_until.isoformat()}",
+            expected_version=version,
+        )
+        return "expired"
+    provider = svc.provider
+    attempt = message.attempts + 1
+    key = message.idempotency_key if (message.reuse_key and message.idempotency_key) else f"{message.id}:{attempt}"
+    sending = await store.transition(
+        message.id,
+        from_={_S.PROCESSING},
+        to=_S.SENDING,
+        now=now,
+        expected_version=version,
+        count_attempt=True,
+        lease_until=now + timedelta(seconds=svc.settings.lease_s),
+        fields={"provider": provider.name, "idempotency_key": key, "provider_idempotent": provider.supports_idempotency},
+    )
+    if not sending.ok:
+        # Cancelled (or taken back) between the claim and here: no provider call.
+        log.info("message.not_sent", status=sending.status)
+        return f"skipped:{sending.status}"
+    try:
+        result = await provider.send(message, idempotency_key=key)
+    except ProviderError as exc:
+        return await _failed(svc, message, version, sending.attempts, exc)
+    except Exception as exc:  # a bug in a provider must not strand the message in sending
+        log.exception("provider.crashed", provider=provider.name)
+        wrapped = RetryableProviderError(f"provider raised {exc!r}", provider=provider.name, ambiguous=True)
+        return await _failed(svc, message, version, sending.attempts, wrapped)
+    return await _sent(svc, message, version, result)
+
+
+async def _sent(svc: Services, message: Message, version: int, result: SendResult) -> str:
+    done = await svc.store.transition(
+        message.id,
+        from_={_S.SENDING},
+        to=_S.SENT,
+        now=svc.clock(),
+        reason="repeat_acknowledged" if result.repeat else None,
+        expected_version=version,
+        fields={
+            "provider_message_id": result.provider_message_id,
+            "reuse_key": False,
+            "last_error_code": None,
+            "last_error": None,
+        },
+    )
+    if not done.ok:
+        # Our lease ran out and the sweep took the message back; the resend reuses this key, so the
+        # provider answers it with the same id and nothing goes out twice.
+        log.warning("message.sent_after_lease", status=done.status, provider_message_id=result.provider_message_id)
+        return "sent_late"
+    log.info("message.sent", provider_message_id=result.provider_message_id, attempt=done.attempts)
+    return "sent"
+
+
+async def _failed(svc: Services, message: Message, version: int, attempt: int, error: ProviderError) -> str:
+    now = svc.clock()
+    decision = svc.policy.decide(attempt, error, now=now, valid_until=message.valid_until)
+    error_fields = {"last_error_code": error.code, "last_error": str(error)[:500], "reuse_key": error.ambiguous}
+    if decision.retry_at is not None:
+        again = await svc.store.transition(
+            message.id,
+            from_={_S.SENDING},
+            to=_S.PROGRAMMED,
+            now=now,
+            reason="retry",
+            detail=f"{error} ; next attempt in {decision.delay_s:.3f}s",
+            expected_version=version,
+            bump_version=True,
+            due_at=decision.retry_at,
+            fields=error_fields,
+        )
+        if again.ok:
+            await enqueue_dispatch(
+                svc.arq, message.id, again.job_version, at=decision.retry_at, queue_name=svc.settings.queue_name
+            )
+        log.info("message.retry", error=str(error), attempt=attempt, delay_s=round(decision.delay_s, 3))
+        return "retry"
+    await svc.store.transition(
+        message.id,
+        from_={_S.SENDING},
+        to=_S.ERROR,
+        now=now,
+        reason=decision.reason,
+        detail=str(error),
+        expected_version=version,
+        fields=error_fields,
+    )
+    log.info("message.error", reason=decision.reason, error=str(error), attempt=attempt)
+    return "error"

@@ -1,0 +1,31 @@
+"""What a job needs, built once per worker process and read back out of arq's ``ctx``."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx
+from arq.connections import ArqRedis
+
+from providers.base import Provider
+from scheduler.backoff import BackoffPolicy
+from sendq.settings import Settings
+from sendq.store import MessageStore
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: Settings
+    store: MessageStore
+    arq: ArqRedis
+    provider: Provider
+    policy: BackoffPolicy
+    http: httpx.AsyncClient
+    clock: Callable[[], datetime]
+
+
+def services(ctx: dict[str, Any]) -> Services:
+    svc = ctx["services"]
+    assert isinstance(svc, Services)
+    return svc
