@@ -5,6 +5,7 @@ from datetime import datetime
 from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.constants import job_key_prefix
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
@@ -63,3 +64,16 @@ async def enqueue_dispatch(
         _queue_name=queue_name,
     )
     return job is not None
+
+
+async def discard_dispatch(arq: ArqRedis, message_id: str, version: int, *, queue_name: str) -> None:
+    """Drop a job that can no longer act (its message was cancelled or moved to a new version).
+
+    Tidiness only: the version check in the store already makes such a job a no-op. A job already picked by
+    a worker keeps running and finds the message changed.
+    """
+    job_id = dispatch_job_id(message_id, version)
+    async with arq.pipeline(transaction=True) as pipe:
+        pipe.zrem(queue_name, job_id)
+        pipe.delete(job_key_prefix + job_id)
+        await pipe.execute()

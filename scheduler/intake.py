@@ -7,7 +7,7 @@ from typing import Any
 from arq.connections import ArqRedis
 from pydantic import ValidationError
 
-from scheduler.enqueue import enqueue_dispatch
+from scheduler.enqueue import discard_dispatch, enqueue_dispatch
 from sendq.errors import InvalidInput, MessageNotFound
 from sendq.message import HistoryEntry, Message, NewMessage, new_message_id, to_ms, utcnow
 from sendq.settings import Settings
@@ -115,6 +115,8 @@ class Scheduler:
         )
         if result.status is None:
             raise MessageNotFound(message_id)
+        if result.ok:
+            await discard_dispatch(self.arq, message_id, result.job_version, queue_name=self.settings.queue_name)
         return CancelOutcome(result.ok, result.status, await self.get(message_id))
 
     async def reschedule(self, message_id: str, at: datetime, *, now: datetime | None = None) -> Message:
@@ -143,6 +145,7 @@ class Scheduler:
         )
         if not result.ok:
             raise InvalidInput("id", f"cannot reschedule a message in status {result.status}")
+        await discard_dispatch(self.arq, message_id, message.job_version, queue_name=self.settings.queue_name)
         await enqueue_dispatch(
             self.arq, message_id, result.job_version, at=at if at > now else None, queue_name=self.settings.queue_name
         )

@@ -62,7 +62,7 @@ async def recover_leases(store: MessageStore, arq: ArqRedis, settings: Settings,
                 expected_version=message.job_version,
                 lease_expired_by=now,
                 bump_version=True,
-                due_at=now,
+                due_at=message.due_at,
             )
             if result.ok:
                 report.released += 1
@@ -80,7 +80,7 @@ async def recover_leases(store: MessageStore, arq: ArqRedis, settings: Settings,
                     expected_version=message.job_version,
                     lease_expired_by=now,
                     bump_version=True,
-                    due_at=now,
+                    due_at=message.due_at,
                     fields={"reuse_key": True},
                 )
                 if result.ok:
@@ -127,7 +127,7 @@ async def redrive_due(
             detail=f"re-enqueued: job {message.job_id} was gone",
             expected_version=message.job_version,
             bump_version=True,
-            due_at=now,
+            due_at=message.due_at,
         )
         if result.ok:
             report.redriven += 1

@@ -97,7 +97,8 @@ async def run_worker(
         opts = worker_settings(settings, provider=provider, **kwargs)
         opts.pop("cron_jobs")
         opts.pop("redis_settings")
-        w = Worker(**opts, redis_pool=fake_arq, burst=True, handle_signals=False, poll_delay=0)
+        opts.update(redis_pool=fake_arq, burst=True, handle_signals=False, poll_delay=0)
+        w = Worker(**opts)
         workers.append(w)
         await w.main()
         return w

@@ -1,0 +1,186 @@
+"""The dispatch job on a real arq Worker (burst mode) over fakeredis, with the scriptable mock provider."""
+
+from datetime import timedelta
+
+import pytest
+
+from providers.mock import MockProvider, make_failure
+from scheduler.intake import Scheduler
+from sendq.errors import InvalidInput, MessageNotFound
+from sendq.message import utcnow
+from sendq.status import MessageStatus as S
+from sendq.store import MessageStore
+from tests.conftest import RunWorker
+from tests.helpers import new_message, statuses
+
+
+async def test_programmed_message_is_sent(scheduler: Scheduler, run_worker: RunWorker) -> None:
+    """programmed -> processing -> sending -> sent, with the provider id and one provider call."""
+    msg = (await scheduler.program(new_message())).message
+    provider = MockProvider()
+    await run_worker(provider)
+    got = await scheduler.get(msg.id)
+    assert statuses(got.history) == ["programmed", "processing", "sending", "sent"]
+    assert got.status is S.SENT and got.attempts == 1
+    assert got.provider == "mock" and got.provider_message_id == provider.sent[0].provider_message_id
+    assert [r.idempotency_key for r in provider.sent] == [f"{msg.id}:1"]
+
+
+async def test_future_message_waits_for_its_time(scheduler: Scheduler, run_worker: RunWorker) -> None:
+    """A message programmed 0.3 s ahead is not sent before its time."""
+    send_at = utcnow() + timedelta(seconds=0.3)
+    msg = (await scheduler.program(new_message(send_at=send_at))).message
+    provider = MockProvider()
+    await run_worker(provider)
+    got = await scheduler.get(msg.id)
+    assert got.status is S.SENT
+    sending = next(h for h in got.history if h.status is S.SENDING)
+    assert sending.at >= send_at - timedelta(milliseconds=1)
+
+
+async def test_reference_returns_existing(scheduler: Scheduler, run_worker: RunWorker) -> None:
+    """Programming twice with one reference gives one message and one send."""
+    first = await scheduler.program(new_message(reference_id="order-1"))
+    second = await scheduler.program(new_message(reference_id="order-1", body="different"))
+    assert first.created and not second.created and second.message.id == first.message.id
+    provider = MockProvider()
+    await run_worker(provider)
+    assert len(provider.sent) == 1
+
+
+async def test_transient_failures_are_retried(scheduler: Scheduler, run_worker: RunWorker) -> None:
+    """A 500 then a 429 are retried; the third attempt is sent, each attempt with its own key."""
+    msg = (await scheduler.program(new_message())).message
+    provider = MockProvider(script=[make_failure("server_error"), make_failure("rate_limited", retry_after_s=0.05)])
+    await run_worker(provider)
+    got = await scheduler.get(msg.id)
+    assert got.status is S.SENT and got.attempts == 3
+    assert [h.reason for h in got.history if h.status is S.PROGRAMMED] == ["created", "retry", "retry"]
+    assert [r.idempotency_key for r in provider.sent] == [f"{msg.id}:3"]
+    retry_429 = [h for h in got.history if h.status is S.PROGRAMMED][2]
+    next_sending = [h for h in got.history if h.status is S.SENDING][2]
+    assert next_sending.at - retry_429.at >= timedelta(seconds=0.05)
+
+
+async def test_ambiguous_failure_reuses_the_key(scheduler: Scheduler, run_worker: RunWorker) -> None:
+    """After a timeout (outcome unknown) the next attempt reuses the key, so the provider can deduplicate."""
+    msg = (await scheduler.program(new_message())).message
+    provider = MockProvider(script=[make_failure("timeout")])
+    await run_worker(provider)
+    got = await scheduler.get(msg.id)
+    assert got.status is S.SENT and got.attempts == 2
+    assert [r.idempotency_key for r in provider.sent] == [f"{msg.id}:1"]
+
+
+async def test_permanent_failure_is_error_at_once(scheduler: Scheduler, run_worker: RunWorker) -> None:
+    """A permanent provider error ends in error after one attempt, with the provider's code."""
+    msg = (await scheduler.program(new_message())).message
+    await run_worker(MockProvider(script=[make_failure("permanent")]))
+    got = await scheduler.get(msg.id)
+    assert (got.status, got.reason, got.attempts, got.last_error_code) == (
+        S.ERROR, "provider_rejected", 1, "invalid_recipient"
+    )
+
+
+async def test_attempts_exhausted(scheduler: Scheduler, run_worker: RunWorker, settings) -> None:
+    """Failing every attempt ends in error after max_attempts provider calls."""
+    msg = (await scheduler.program(new_message())).message
+    provider = MockProvider(script=[make_failure("server_error")] * settings.max_attempts)
+    await run_worker(provider)
+    got = await scheduler.get(msg.id)
+    assert (got.status, got.reason, got.attempts) == (S.ERROR, "attempts_exhausted", settings.max_attempts)
+    assert provider.sent == []
+
+
+async def test_expired_message_is_not_sent(scheduler: Scheduler, run_worker: RunWorker, store: MessageStore) -> None:
+    """A message past its validity when its job runs ends in error 'expired' without a provider call."""
+    msg = (await scheduler.program(new_message(validity=timedelta(milliseconds=50)))).message
+    # Hold the worker back until the validity has passed.
+    await store.transition(msg.id, from_={S.PROGRAMMED}, to=S.PROGRAMMED, now=utcnow(), due_at=utcnow())
+    import asyncio
+
+    await asyncio.sleep(0.1)
+    provider = MockProvider()
+    await run_worker(provider)
+    got = await scheduler.get(msg.id)
+    assert (got.status, got.reason) == (S.ERROR, "expired")
+    assert provider.sent == []
+
+
+async def test_cancel_before_run(scheduler: Scheduler, run_worker: RunWorker) -> None:
+    """A cancelled message's job does nothing: no provider call."""
+    msg = (await scheduler.program(new_message(send_at=utcnow() + timedelta(seconds=0.2)))).message
+    outcome = await scheduler.cancel(msg.id, by="ops")
+    assert outcome.cancelled and outcome.status is S.CANCELLED
+    provider = MockProvider()
+    await run_worker(provider)
+    assert provider.sent == []
+    got = await scheduler.get(msg.id)
+    assert statuses(got.history) == ["programmed", "cancelled"] and got.history[-1].detail == "by ops"
+
+
+async def test_cancel_after_send_is_refused(scheduler: Scheduler, run_worker: RunWorker) -> None:
+    """Cancelling a sent message is refused and names the status."""
+    msg = (await scheduler.program(new_message())).message
+    await run_worker(MockProvider())
+    outcome = await scheduler.cancel(msg.id)
+    assert not outcome.cancelled and outcome.status is S.SENT
+
+
+async def test_cancel_while_processing_stops_the_send(scheduler: Scheduler, run_worker: RunWorker) -> None:
+    """A cancel that lands between the claim and the provider call prevents the call."""
+    msg = (await scheduler.program(new_message())).message
+
+    provider = MockProvider()
+    # The worker builds its own store: fire the cancel just before its claim -> sending step.
+    import sendq.store as store_mod
+
+    orig_cls_transition = store_mod.MessageStore.transition
+
+    async def cls_transition(self, message_id: str, **kw):  # type: ignore[no-untyped-def]
+        if kw["to"] is S.SENDING:
+            await scheduler.cancel(message_id)
+        return await orig_cls_transition(self, message_id, **kw)
+
+    store_mod.MessageStore.transition = cls_transition  # type: ignore[method-assign]
+    try:
+        await run_worker(provider)
+    finally:
+        store_mod.MessageStore.transition = orig_cls_transition  # type: ignore[method-assign]
+    got = await scheduler.get(msg.id)
+    assert got.status is S.CANCELLED and provider.sent == []
+    assert statuses(got.history) == ["programmed", "processing", "cancelled"]
+
+
+async def test_reschedule_moves_the_send(scheduler: Scheduler, run_worker: RunWorker) -> None:
+    """Rescheduling bumps the job version: the old job does nothing, the new one sends at the new time."""
+    msg = (await scheduler.program(new_message(send_at=utcnow() + timedelta(hours=1)))).message
+    new_time = utcnow() + timedelta(seconds=0.2)
+    moved = await scheduler.reschedule(msg.id, new_time)
+    assert moved.job_version == 2 and moved.due_at == new_time.replace(microsecond=new_time.microsecond // 1000 * 1000)
+    provider = MockProvider()
+    await run_worker(provider)
+    got = await scheduler.get(msg.id)
+    assert got.status is S.SENT and len(provider.sent) == 1
+    assert statuses(got.history) == ["programmed", "programmed", "processing", "sending", "sent"]
+
+
+async def test_reschedule_refused_after_send(scheduler: Scheduler, run_worker: RunWorker) -> None:
+    """Only waiting messages can be rescheduled; naive times are refused."""
+    msg = (await scheduler.program(new_message())).message
+    await run_worker(MockProvider())
+    with pytest.raises(InvalidInput, match="status sent"):
+        await scheduler.reschedule(msg.id, utcnow())
+    from datetime import datetime
+
+    with pytest.raises(InvalidInput, match="timezone"):
+        await scheduler.reschedule(msg.id, datetime(2030, 1, 1))
+    with pytest.raises(MessageNotFound):
+        await scheduler.cancel("unknown")
+
+
+async def test_send_at_past_validity_is_refused(scheduler: Scheduler, store: MessageStore) -> None:
+    """A send time already past its validity is bad input and stores nothing."""
+    with pytest.raises(InvalidInput, match="send_at"):
+        await scheduler.program(new_message(send_at=utcnow() - timedelta(days=30)))
+    assert await store.redis.keys("sendq:msg:*") == []
