@@ -184,3 +184,13 @@ async def test_send_at_past_validity_is_refused(scheduler: Scheduler, store: Mes
     with pytest.raises(InvalidInput, match="send_at"):
         await scheduler.program(new_message(send_at=utcnow() - timedelta(days=30)))
     assert await store.redis.keys("sendq:msg:*") == []
+
+
+async def test_key_stays_until_the_ambiguity_is_settled(scheduler: Scheduler, run_worker: RunWorker) -> None:
+    """timeout, then 429 on the retry, then success: all three attempts use the first key (no double send)."""
+    msg = (await scheduler.program(new_message())).message
+    provider = MockProvider(script=[make_failure("timeout"), make_failure("rate_limited", retry_after_s=0.01)])
+    await run_worker(provider)
+    got = await scheduler.get(msg.id)
+    assert got.status is S.SENT and got.attempts == 3
+    assert [r.idempotency_key for r in provider.sent] == [f"{msg.id}:1"]

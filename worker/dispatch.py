@@ -131,7 +131,10 @@ async def _sent(svc: Services, message: Message, version: int, result: SendResul
 async def _failed(svc: Services, message: Message, version: int, attempt: int, error: ProviderError) -> str:
     now = svc.clock()
     decision = svc.policy.decide(attempt, error, now=now, valid_until=message.valid_until)
-    error_fields = {"last_error_code": error.code, "last_error": str(error)[:500], "reuse_key": error.ambiguous}
+    # Once an attempt's outcome is unknown, the key stays until an answer settles it: a 429 or 500 to a later
+    # attempt with the same key says nothing about whether the first one was accepted.
+    reuse_key = error.ambiguous or message.reuse_key
+    error_fields = {"last_error_code": error.code, "last_error": str(error)[:500], "reuse_key": reuse_key}
     if decision.retry_at is not None:
         again = await svc.store.transition(
             message.id,

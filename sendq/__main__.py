@@ -1,0 +1,5 @@
+import sys
+
+from sendq.cli import main
+
+sys.exit(main())
