@@ -289,18 +289,19 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         path = urlsplit(self.path).path
         allowed = _ROUTES.get(path)
+        if path == MESSAGES_PATH and self.command == "POST":
+            self._post_message()
+            return
+        # Any other request's body is unused, but must be read for the next request on the connection to parse.
+        self._discard_body()
         if allowed is None:
-            self._discard_body()
             self._send_json(404, _error("not_found", f"no such path: {path}"))
         elif self.command not in allowed:
-            self._discard_body()
             self._send_json(
                 405,
                 _error("method_not_allowed", f"{self.command} not allowed on {path}"),
                 {"Allow": ", ".join(allowed)},
             )
-        elif path == MESSAGES_PATH:
-            self._post_message()
         elif path == "/healthz":
             self._send_json(200, {"status": "ok"})
         else:

@@ -27,21 +27,28 @@ def deserialize_job(raw: bytes) -> dict[str, Any]:
     return data
 
 
-def redis_settings(url: str) -> RedisSettings:
-    """arq connection settings that ride out a Redis restart instead of killing the worker."""
+def redis_settings(url: str, *, patient: bool = True) -> RedisSettings:
+    """arq connection settings.
+
+    Patient (workers): ride out a Redis restart instead of dying on the first failed poll.
+    Impatient (CLI, API calls): fail within about a second so the user gets an answer.
+    """
     settings = RedisSettings.from_dsn(url)
-    settings.retry = Retry(ExponentialBackoff(cap=2, base=0.1), 20)
-    settings.retry_on_error = [RedisConnectionError, RedisTimeoutError, OSError]
-    settings.conn_retries = 10
+    if patient:
+        settings.retry = Retry(ExponentialBackoff(cap=2, base=0.1), 20)
+        settings.retry_on_error = [RedisConnectionError, RedisTimeoutError, OSError]
+        settings.conn_retries = 10
+    else:
+        settings.conn_retries = 0
     return settings
 
 
-async def connect(settings: Settings) -> ArqRedis:
+async def connect(settings: Settings, *, patient: bool = True) -> ArqRedis:
     """An arq Redis pool for ``settings.redis_url``."""
     if not settings.redis_url:
         raise ConfigurationError("SENDQ_REDIS_URL is not set (or run `sendq dev` for an embedded one)")
     return await create_pool(
-        redis_settings(settings.redis_url),
+        redis_settings(settings.redis_url, patient=patient),
         job_serializer=serialize_job,
         job_deserializer=deserialize_job,
         default_queue_name=settings.queue_name,

@@ -122,7 +122,7 @@ async def _with_scheduler(settings: Settings, action: Callable[[Any], Awaitable[
     from scheduler.intake import Scheduler
     from sendq.store import MessageStore
 
-    arq = await connect(settings)
+    arq = await connect(settings, patient=False)
     try:
         store = MessageStore(arq, retention=timedelta(seconds=settings.retention_s))
         return await action(Scheduler(store, arq, settings))

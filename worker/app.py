@@ -137,6 +137,7 @@ def run_worker(settings: Settings, *, provider: Provider | None = None) -> Worke
 
 async def _preflight(settings: Settings) -> None:
     """Fail fast with one clear line, before arq starts, when Redis is unusable."""
+    # Patient: a worker started before its Redis (a deploy, a reboot) waits for it instead of exiting.
     arq = await connect(settings)
     try:
         await check_redis_policy(arq)
