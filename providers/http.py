@@ -82,9 +82,7 @@ class HttpProvider:
             # The request never reached the provider: nothing can have been sent.
             raise RetryableProviderError(f"cannot connect: {exc!r}", provider=NAME, code="connect") from exc
         except httpx.TimeoutException as exc:
-            raise RetryableProviderError(
-                f"timed out: {exc!r}", provider=NAME, code="timeout", ambiguous=True
-            ) from exc
+            raise RetryableProviderError(f"timed out: {exc!r}", provider=NAME, code="timeout", ambiguous=True) from exc
         except httpx.TransportError as exc:
             raise RetryableProviderError(
                 f"transport error: {exc!r}", provider=NAME, code="transport", ambiguous=True

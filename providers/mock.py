@@ -30,11 +30,15 @@ def make_failure(kind: str, *, retry_after_s: float = 1.0) -> ProviderError:
     if kind == "server_error":
         return RetryableProviderError("mock 500", provider="mock", code="server_error", status_code=500)
     if kind == "rate_limited":
-        return RateLimited("mock 429", provider="mock", code="rate_limited", status_code=429, retry_after_s=retry_after_s)
+        return RateLimited(
+            "mock 429", provider="mock", code="rate_limited", status_code=429, retry_after_s=retry_after_s
+        )
     if kind == "timeout":
         return RetryableProviderError("mock read timeout", provider="mock", code="timeout", ambiguous=True)
     if kind == "permanent":
-        return PermanentProviderError("mock invalid recipient", provider="mock", code="invalid_recipient", status_code=400)
+        return PermanentProviderError(
+            "mock invalid recipient", provider="mock", code="invalid_recipient", status_code=400
+        )
     raise ValueError(f"unknown failure kind {kind!r}")
 
 

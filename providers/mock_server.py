@@ -1,6 +1,4 @@
-"""A real HTTP server on loopback serving the ``providers.http`` contract, with fault injection.
-Run it with ``sendq mock-provider`` (or ``python -m providers.mock_server``); tests start it in a thread.
-"""
+"""``sendq mock-provider``: a real HTTP server on loopback serving the ``providers.http`` contract, with faults."""
 
 import argparse
 import contextlib
@@ -157,7 +155,7 @@ class _HTTPServer(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that gave up (its timeout, a closed connection) is expected here, not worth a traceback.
-        if isinstance(sys.exc_info()[1], OSError):
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
             return
         super().handle_error(request, client_address)
 
@@ -393,9 +391,7 @@ class MockProviderServer:
         # Wakes handlers sleeping through latency or a "timeout" fault.
         self._stopping.set()
         if self._thread is not None:
-            # shutdown() waits for the serving loop, so it must not run on the serving thread itself.
-            if threading.current_thread() is self._thread:
-                raise RuntimeError("stop() called from the serving thread")
+            # shutdown() waits for the serving loop to finish; never called on that thread, which only serves.
             self._httpd.shutdown()
             self._thread.join()
         self._httpd.interrupt_connections()
@@ -562,6 +558,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--fail-rate",
         type=_number(float, lambda v: 0 <= v <= 1, "expected a probability between 0 and 1"),
         default=d.fail_rate,
+        metavar="P",
         help="probability that a valid request meets an injected fault (default 0)",
     )
     parser.add_argument(
@@ -571,11 +568,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KINDS",
         help=f"comma list of {', '.join(FAIL_KINDS)} (default {','.join(d.fail_kinds)})",
     )
-    parser.add_argument("--latency-ms", type=milliseconds, default=d.latency_ms, help="delay before every answer")
+    parser.add_argument(
+        "--latency-ms", type=milliseconds, default=d.latency_ms, metavar="MS", help="delay before every POST answer"
+    )
     parser.add_argument(
         "--timeout-delay-ms",
         type=milliseconds,
         default=d.timeout_delay_ms,
+        metavar="MS",
         help=f"how long a 'timeout' fault holds back the answer (default {d.timeout_delay_ms:g})",
     )
     parser.add_argument(
@@ -585,9 +585,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help=f"Retry-After of a 429 fault (default {d.retry_after_s})",
     )
-    parser.add_argument("--reject-prefix", type=_non_empty, help="refuse recipients starting with this (400)")
-    parser.add_argument("--seed", type=_number(int, lambda v: True, "expected an integer"), help="RNG seed for faults")
-    parser.add_argument("--auth-token", type=_non_empty, help="require Authorization: Bearer TOKEN")
+    parser.add_argument(
+        "--reject-prefix", type=_non_empty, metavar="PREFIX", help="refuse recipients starting with this (400)"
+    )
+    parser.add_argument(
+        "--seed", type=_number(int, lambda v: True, "expected an integer"), metavar="N", help="RNG seed for faults"
+    )
+    parser.add_argument("--auth-token", type=_non_empty, metavar="TOKEN", help="require Authorization: Bearer TOKEN")
 
 
 def config_from_args(ns: argparse.Namespace) -> MockServerConfig:

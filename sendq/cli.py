@@ -1,8 +1,9 @@
 """The ``sendq`` command. Bad input gets one readable line on stderr and a non-zero exit, never a traceback."""
 
 import argparse
-import dataclasses
 import asyncio
+import contextlib
+import dataclasses
 import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -13,6 +14,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from sendq.errors import ConfigurationError, InvalidInput, MessageNotFound, SendqError
+from sendq.logging import configure_logging
 from sendq.message import Message
 from sendq.settings import Settings
 
@@ -105,8 +107,10 @@ def _print_message(message: Message) -> None:
     print(f"channel:   {message.channel}  to: {message.to}  subaccount: {message.subaccount}")
     if message.reference_id:
         print(f"reference: {message.reference_id}")
-    print(f"attempts:  {message.attempts}  provider: {message.provider or '-'}  "
-          f"provider id: {message.provider_message_id or '-'}")
+    print(
+        f"attempts:  {message.attempts}  provider: {message.provider or '-'}  "
+        f"provider id: {message.provider_message_id or '-'}"
+    )
     print(f"due:       {message.due_at.isoformat()}  valid until: {message.valid_until.isoformat()}")
     if message.last_error:
         print(f"last error: {message.last_error}")
@@ -205,12 +209,10 @@ def _cmd_sweep(settings: Settings, ns: argparse.Namespace) -> int:
 
 
 def _cmd_worker(settings: Settings, ns: argparse.Namespace) -> int:
-    from sendq.logging import configure_logging
     from worker.app import check_health, run_worker
 
     if ns.check:
         return asyncio.run(check_health(settings))
-    configure_logging(settings)
     run_worker(settings)
     return 0
 
@@ -226,13 +228,9 @@ def _cmd_mock_provider(settings: Settings, ns: argparse.Namespace) -> int:
 
 def _cmd_dev(settings: Settings, ns: argparse.Namespace) -> int:
     from sendq.dev import run_dev
-    from sendq.logging import configure_logging
 
-    configure_logging(settings)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         run_dev(settings, port=ns.port)
-    except KeyboardInterrupt:
-        pass
     return 0
 
 
@@ -266,6 +264,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         err = exc.errors()[0]
         field = "SENDQ_" + "__".join(str(p) for p in err["loc"]).upper()
         return _fail(f"{field}: {err['msg']}", EXIT_USAGE)
+    # Long-running commands log at the configured level; one-shot commands only speak up for problems.
+    quiet = ns.command not in ("worker", "dev")
+    configure_logging(settings.model_copy(update={"log_level": "WARNING"}) if quiet else settings)
     try:
         return COMMANDS[ns.command](settings, ns)
     except InvalidInput as exc:

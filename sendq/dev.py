@@ -48,7 +48,7 @@ def run_dev(settings: Settings, *, port: int | None = None, latency_ms: float = 
         port = port or 6399
         start_embedded_redis(port)
         settings = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{port}/0", "require_noeviction": False})
-        arq.worker.log_redis_info = _no_redis_info  # type: ignore[assignment]
+        setattr(arq.worker, "log_redis_info", _no_redis_info)  # noqa: B010 (arq does not export it)
     url = settings.redis_url
     where = "embedded, in memory: for trying sendq, not durable" if embedded else "from SENDQ_REDIS_URL"
     print(

@@ -35,8 +35,7 @@ class Transition:
 
 def _decode(raw: Mapping[bytes, bytes] | Mapping[str, str]) -> dict[str, str]:
     return {
-        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-        for k, v in raw.items()
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v) for k, v in raw.items()
     }
 
 
@@ -61,6 +60,15 @@ class MessageStore:
         self._create = redis.register_script(lua.CREATE)
         self._transition = redis.register_script(lua.TRANSITION)
         self._purge = redis.register_script(lua.PURGE)
+        self._loaded = False
+
+    async def _load_scripts(self) -> None:
+        # Load before the first EVALSHA instead of relying on the NOSCRIPT fallback: the embedded server of
+        # `sendq dev` closes the connection on any error reply, which would fail the first call.
+        if not self._loaded:
+            for script in (self._create, self._transition, self._purge):
+                await self.redis.script_load(script.script)
+            self._loaded = True
 
     async def create(self, message: Message) -> tuple[str, bool]:
         """Store a new message in its initial status. Returns ``(id, created)``.
@@ -68,6 +76,7 @@ class MessageStore:
         When the subaccount already has a message with the same ``reference_id``, nothing is written and the
         existing message's id comes back with ``created=False``.
         """
+        await self._load_scripts()
         status = message.status
         assert status in WAITING_STATUSES or status in FINAL_STATUSES, status
         record = message.model_dump(exclude={"history"})
@@ -175,6 +184,7 @@ class MessageStore:
         for field, value in fields_to_redis(values).items():
             pairs += [field, value]
         retention = to_ms(now + self.retention) if to in FINAL_STATUSES else None
+        await self._load_scripts()
         result = await self._transition(
             keys=[
                 keys.message(message_id),
@@ -224,6 +234,7 @@ class MessageStore:
 
     async def purge_expired(self, now: datetime, limit: int = 1000) -> int:
         """Delete final messages whose retention ran out (with their history and index entries)."""
+        await self._load_scripts()
         return int(await self._purge(keys=[keys.RETENTION], args=[to_ms(now), limit]))
 
     async def ids_in_index(self, key: str, limit: int = 100, newest_first: bool = True) -> list[str]:

@@ -77,7 +77,14 @@ class Cluster:
         }
         self.env.update({f"SENDQ_{k.upper()}": str(v) for k, v in worker_env.items()})
         self.provider = Proc(
-            ["mock-provider", "--port", str(self.provider_port), "--log", str(self.provider_log), *(provider_args or [])],
+            [
+                "mock-provider",
+                "--port",
+                str(self.provider_port),
+                "--log",
+                str(self.provider_log),
+                *(provider_args or []),
+            ],
             self.env,
             tmp / "provider.out",
         )

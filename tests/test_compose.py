@@ -53,7 +53,7 @@ def test_environment_variables_are_settings() -> None:
     for name in sendq_vars:
         top = name.removeprefix("SENDQ_").split("__")[0].lower()
         assert top in fields, name
-    settings = Settings(_env_file=None, **_as_kwargs(sendq_vars))  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, **_as_kwargs(sendq_vars))
     assert settings.provider == "http" and settings.http.url
 
 

@@ -7,9 +7,10 @@ import asyncio
 import random
 import re
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from arq.connections import ArqRedis
@@ -32,16 +33,20 @@ async def scheduler_real(real_arq: ArqRedis, redis_server: RedisServer) -> Sched
     return Scheduler(MessageStore(real_arq, retention=timedelta(days=1)), real_arq, settings)
 
 
+MakeCluster = Callable[..., Cluster]
+
+
 @pytest.fixture
-async def cluster_factory(redis_server: RedisServer, tmp_path: Path) -> AsyncIterator[type[Cluster]]:
+async def cluster_factory(redis_server: RedisServer, tmp_path: Path) -> AsyncIterator[MakeCluster]:
+    """Build clusters on the private Redis; every process is stopped at teardown."""
     made: list[Cluster] = []
 
-    class Made(Cluster):
-        def __init__(self, **kw):  # type: ignore[no-untyped-def]
-            super().__init__(redis_server.url, tmp_path, **kw)
-            made.append(self)
+    def make(**kw: Any) -> Cluster:
+        cluster = Cluster(redis_server.url, tmp_path, **kw)
+        made.append(cluster)
+        return cluster
 
-    yield Made
+    yield make
     for c in made:
         await asyncio.to_thread(c.stop)
 
@@ -72,7 +77,7 @@ async def wait_final(store: MessageStore, ids: Iterable[str], timeout_s: float) 
         await asyncio.sleep(0.25)
 
 
-async def test_500_messages_two_workers(scheduler_real: Scheduler, cluster_factory: type[Cluster]) -> None:
+async def test_500_messages_two_workers(scheduler_real: Scheduler, cluster_factory: MakeCluster) -> None:
     """500 messages (immediate and programmed) through 2 worker processes: all sent, each accepted exactly once."""
     cluster = cluster_factory()
     await asyncio.to_thread(cluster.start_provider)
@@ -91,7 +96,7 @@ async def test_500_messages_two_workers(scheduler_real: Scheduler, cluster_facto
 
 
 async def test_sigkill_mid_run_loses_nothing_sends_nothing_twice(
-    scheduler_real: Scheduler, cluster_factory: type[Cluster]
+    scheduler_real: Scheduler, cluster_factory: MakeCluster
 ) -> None:
     """One of 2 workers is SIGKILLed mid-run and restarted: every message final, no duplicate accepted send."""
     cluster = cluster_factory(provider_args=["--latency-ms", "100"])
@@ -114,7 +119,7 @@ async def test_sigkill_mid_run_loses_nothing_sends_nothing_twice(
     assert in_flight and recovered
 
 
-async def test_cancel_race(scheduler_real: Scheduler, cluster_factory: type[Cluster]) -> None:
+async def test_cancel_race(scheduler_real: Scheduler, cluster_factory: MakeCluster) -> None:
     """Cancels fired while workers run: every acknowledged cancel has zero provider calls."""
     cluster = cluster_factory(provider_args=["--latency-ms", "20"])
     await asyncio.to_thread(cluster.start_provider)
@@ -143,14 +148,22 @@ async def test_cancel_race(scheduler_real: Scheduler, cluster_factory: type[Clus
 _DELAY = re.compile(r"next attempt in ([0-9.]+)s")
 
 
-async def test_faults_retry_within_policy(scheduler_real: Scheduler, cluster_factory: type[Cluster]) -> None:
+async def test_faults_retry_within_policy(scheduler_real: Scheduler, cluster_factory: MakeCluster) -> None:
     """30 % faults (500, 429 with Retry-After, timeouts): every message sent or error within max attempts,
     retries spaced as the policy says, and no duplicate accepted send."""
     max_attempts, base_s, cap_s, retry_after_s = 4, 0.2, 1.0, 1
     cluster = cluster_factory(
         provider_args=[
-            "--fail-rate", "0.3", "--fail-kinds", "500,429,timeout", "--retry-after", str(retry_after_s),
-            "--timeout-delay-ms", "1500", "--seed", "11",
+            "--fail-rate",
+            "0.3",
+            "--fail-kinds",
+            "500,429,timeout",
+            "--retry-after",
+            str(retry_after_s),
+            "--timeout-delay-ms",
+            "1500",
+            "--seed",
+            "11",
         ],
         max_attempts=max_attempts,
         backoff_base_s=base_s,

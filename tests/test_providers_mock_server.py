@@ -339,8 +339,9 @@ async def test_stats_health_and_routing(start_server: StartServer, client: httpx
 async def test_stop_interrupts_pending_answers(start_server: StartServer) -> None:
     """stop() returns promptly while a "timeout" answer is pending and a client holds a keep-alive connection."""
     server = start_server(fail_rate=1.0, fail_kinds=("timeout",), timeout_delay_ms=30_000)
-    async with http_client(60.0) as http:
-        pending = asyncio.create_task(http.post(server.url, json=message_json(), headers={"Idempotency-Key": "p"}))
+    async with http_client(60.0) as idle, http_client(60.0) as waiting:
+        assert (await idle.get(f"{base_url(server)}/healthz")).status_code == 200
+        pending = asyncio.create_task(waiting.post(server.url, json=message_json(), headers={"Idempotency-Key": "p"}))
         await eventually(lambda: server.snapshot()["accepted"] == 1)
         started = time.monotonic()
         await asyncio.to_thread(server.stop)

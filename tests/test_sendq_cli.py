@@ -18,7 +18,7 @@ def sendq(*args: str, redis_url: str | None = None, **env: str) -> subprocess.Co
         full_env["SENDQ_REDIS_URL"] = redis_url
     full_env.update(env)
     return subprocess.run(
-        [sys.executable, "-m", "sendq", *args], capture_output=True, text=True, env=full_env, timeout=60
+        [sys.executable, "-m", "sendq", *args], check=False, capture_output=True, text=True, env=full_env, timeout=60
     )
 
 

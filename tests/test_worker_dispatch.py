@@ -8,6 +8,7 @@ from providers.mock import MockProvider, make_failure
 from scheduler.intake import Scheduler
 from sendq.errors import InvalidInput, MessageNotFound
 from sendq.message import utcnow
+from sendq.settings import Settings
 from sendq.status import MessageStatus as S
 from sendq.store import MessageStore
 from tests.conftest import RunWorker
@@ -78,11 +79,14 @@ async def test_permanent_failure_is_error_at_once(scheduler: Scheduler, run_work
     await run_worker(MockProvider(script=[make_failure("permanent")]))
     got = await scheduler.get(msg.id)
     assert (got.status, got.reason, got.attempts, got.last_error_code) == (
-        S.ERROR, "provider_rejected", 1, "invalid_recipient"
+        S.ERROR,
+        "provider_rejected",
+        1,
+        "invalid_recipient",
     )
 
 
-async def test_attempts_exhausted(scheduler: Scheduler, run_worker: RunWorker, settings) -> None:
+async def test_attempts_exhausted(scheduler: Scheduler, run_worker: RunWorker, settings: Settings) -> None:
     """Failing every attempt ends in error after max_attempts provider calls."""
     msg = (await scheduler.program(new_message())).message
     provider = MockProvider(script=[make_failure("server_error")] * settings.max_attempts)

@@ -87,7 +87,11 @@ async def _process(svc: Services, message: Message, version: int) -> str:
         expected_version=version,
         count_attempt=True,
         lease_until=now + timedelta(seconds=svc.settings.lease_s),
-        fields={"provider": provider.name, "idempotency_key": key, "provider_idempotent": provider.supports_idempotency},
+        fields={
+            "provider": provider.name,
+            "idempotency_key": key,
+            "provider_idempotent": provider.supports_idempotency,
+        },
     )
     if not sending.ok:
         # Cancelled (or taken back) between the claim and here: no provider call.

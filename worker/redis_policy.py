@@ -1,7 +1,5 @@
 """Refuse to run on a Redis that may evict keys: an evicted job or record is a silently lost message."""
 
-from typing import Any
-
 from redis.asyncio import Redis
 
 from sendq.errors import ConfigurationError
