@@ -542,6 +542,8 @@ class Results:
     started: datetime
     elapsed_s: float
     machine: dict[str, str]
+    #: 1-minute load average when the run started and when it ended (other work on the machine skews figures)
+    load: tuple[float, float]
     arq: ArqResult
     sendq: list[SendqResult]
     lateness: LatenessResult
@@ -629,12 +631,24 @@ def target_lines(r: Results) -> list[str]:
     ]
 
 
+def busy_note(r: Results) -> str:
+    if r.load[0] < 0.5:
+        return ""
+    return (
+        "the machine was already busy when the run started (load above 0.5 on"
+        f" {os.cpu_count()} CPUs): other work competed for the CPUs, so these figures are on the low side."
+    )
+
+
 def render_text(r: Results) -> str:
     rows = figure_rows(r)
     width = max(len(k) for k, _ in rows)
     lines = [f"sendq benchmarks ({'quick' if r.quick else 'full'}, {r.elapsed_s:.0f} s)", ""]
     lines += [f"  {k.replace('`', ''):<{width}}  {v}" for k, v in rows]
     lines += ["", *(f"  {t.replace('**', '')}" for t in target_lines(r))]
+    lines += ["", f"  load average (1 min) at start / end: {r.load[0]:.2f} / {r.load[1]:.2f}"]
+    if busy_note(r):
+        lines.append(f"  note: {busy_note(r)}")
     return "\n".join(lines)
 
 
@@ -698,6 +712,8 @@ def render_markdown(r: Results) -> str:
         "## Machine",
         "",
         *(f"- {k}: {v}" for k, v in r.machine.items()),
+        f"- load average (1 min) at start / end of the run: {r.load[0]:.2f} / {r.load[1]:.2f}",
+        *([f"- **Note**: {busy_note(r)}"] if busy_note(r) else []),
         "",
         "## Figures",
         "",
@@ -771,7 +787,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log_dir = Path(tempfile.mkdtemp(prefix="sendq-bench-"))
     procs = Processes(log_dir)
     redis = RedisServer()
-    started, t0 = datetime.now(UTC), time.monotonic()
+    started, t0, load0 = datetime.now(UTC), time.monotonic(), os.getloadavg()[0]
     ok = False
     try:
         redis.start()
@@ -791,6 +807,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         started=started,
         elapsed_s=time.monotonic() - t0,
         machine=machine,
+        load=(load0, os.getloadavg()[0]),
         arq=arq_result,
         sendq=sendq_results,
         lateness=lateness,

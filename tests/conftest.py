@@ -125,6 +125,7 @@ class RedisServer:
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="sendq-redis-")
         self.proc: subprocess.Popen[bytes] | None = None
+        self.extra_args: list[str] = []
 
     @property
     def url(self) -> str:
@@ -148,6 +149,7 @@ class RedisServer:
                 self.dir,
                 "--loglevel",
                 "warning",
+                *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -162,6 +164,14 @@ class RedisServer:
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def restart(self, down_s: float) -> None:
+        """Stop the server (SIGTERM: it writes its AOF), stay down ``down_s`` seconds, start it again."""
+        assert self.proc is not None
+        self.proc.terminate()
+        self.proc.wait(10)
+        time.sleep(down_s)
+        self.start()
 
     def stop(self) -> None:
         if self.proc is not None:

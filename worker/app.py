@@ -2,6 +2,7 @@
 
 import asyncio
 import random
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -10,8 +11,8 @@ import httpx
 import structlog
 from arq import cron
 from arq.connections import ArqRedis
-from arq.typing import WorkerSettingsBase
 from arq.worker import Function, Worker, async_check_health, func
+from redis.exceptions import RedisError
 
 from providers import build_provider
 from providers.base import Provider
@@ -120,6 +121,10 @@ def health_check_key(settings: Settings) -> str:
 def run_worker(settings: Settings, *, provider: Provider | None = None) -> Worker:
     """Run a worker until SIGTERM/SIGINT (running sends get ``job_completion_wait_s`` to finish).
 
+    arq's poll loop can still die on a Redis connection drop (its ``WATCH`` in ``start_jobs`` sits outside
+    its own error handling), so the loop is supervised here: on a Redis error a fresh arq worker starts after
+    a short backoff. Messages the dead loop held are recovered by the lease sweep.
+
     Raises:
         ConfigurationError: no Redis URL, or Redis would evict keys.
     """
@@ -128,11 +133,27 @@ def run_worker(settings: Settings, *, provider: Provider | None = None) -> Worke
     # arq's Worker binds to the current event loop at construction, so the loop must exist first.
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    if settings.require_noeviction:
-        loop.run_until_complete(_preflight(settings))
-    worker = Worker(**worker_settings(settings, provider=provider))
-    worker.run()
-    return worker
+    try:
+        if settings.require_noeviction:
+            loop.run_until_complete(_preflight(settings))
+        delay_s = RESTART_DELAY_S
+        while True:
+            worker = Worker(**worker_settings(settings, provider=provider))
+            try:
+                worker.run()
+                return worker
+            except (RedisError, OSError) as exc:
+                log.warning("worker.redis_lost", error=repr(exc), restart_in_s=delay_s)
+            time.sleep(delay_s)
+            delay_s = min(delay_s * 2, RESTART_DELAY_MAX_S)
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+#: first and largest pause before restarting a worker loop that Redis errors killed
+RESTART_DELAY_S = 0.5
+RESTART_DELAY_MAX_S = 10.0
 
 
 async def _preflight(settings: Settings) -> None:
@@ -152,4 +173,4 @@ async def check_health(settings: Settings) -> int:
     return await async_check_health(redis_settings(settings.redis_url), health_check_key(settings), settings.queue_name)
 
 
-__all__ = ["WorkerSettingsBase", "check_health", "run_worker", "sweep", "worker_settings"]
+__all__ = ["check_health", "run_worker", "sweep", "worker_settings"]
