@@ -8,6 +8,7 @@ from arq.connections import ArqRedis
 from pydantic import ValidationError
 
 from scheduler.enqueue import discard_dispatch, enqueue_dispatch
+from scheduler.requeue import reprogram
 from sendq.errors import InvalidInput, MessageNotFound
 from sendq.message import HistoryEntry, Message, NewMessage, new_message_id, to_ms, utcnow
 from sendq.settings import Settings
@@ -131,22 +132,20 @@ class Scheduler:
         now = now or utcnow()
         message = await self.get(message_id)
         window = message.valid_until - (message.send_at or message.created_at)
-        result = await self.store.transition(
+        result = await reprogram(
+            self.store,
+            self.arq,
             message_id,
+            queue_name=self.settings.queue_name,
             from_={MessageStatus.PROGRAMMED, MessageStatus.BLOCKED_TIME},
-            to=MessageStatus.PROGRAMMED,
+            expected_version=message.job_version,
             now=now,
+            due_at=max(at, now),
             reason="rescheduled",
             detail=at.isoformat(),
-            expected_version=message.job_version,
-            bump_version=True,
-            due_at=max(at, now),
             fields={"send_at": at, "valid_until": at + window},
         )
         if not result.ok:
             raise InvalidInput("id", f"cannot reschedule a message in status {result.status}")
         await discard_dispatch(self.arq, message_id, message.job_version, queue_name=self.settings.queue_name)
-        await enqueue_dispatch(
-            self.arq, message_id, result.job_version, at=at if at > now else None, queue_name=self.settings.queue_name
-        )
         return await self.get(message_id)

@@ -13,7 +13,7 @@ import structlog
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix, job_key_prefix
 
-from scheduler.enqueue import enqueue_dispatch
+from scheduler.requeue import reprogram
 from sendq.message import Message, dispatch_job_id
 from sendq.settings import Settings
 from sendq.status import MessageStatus
@@ -52,40 +52,38 @@ async def recover_leases(store: MessageStore, arq: ArqRedis, settings: Settings,
     ids = await store.lease_expired(now, SWEEP_LIMIT)
     for message in await store.get_many(ids):
         if message.status is MessageStatus.PROCESSING:
-            result = await store.transition(
+            result = await reprogram(
+                store,
+                arq,
                 message.id,
+                queue_name=settings.queue_name,
                 from_={MessageStatus.PROCESSING},
-                to=MessageStatus.PROGRAMMED,
+                expected_version=message.job_version,
                 now=now,
+                due_at=message.due_at,
                 reason="worker_lost",
                 detail="released: the worker died before any provider call",
-                expected_version=message.job_version,
                 lease_expired_by=now,
-                bump_version=True,
-                due_at=message.due_at,
             )
-            if result.ok:
-                report.released += 1
-                await enqueue_dispatch(arq, message.id, result.job_version, at=None, queue_name=settings.queue_name)
+            report.released += int(result.ok)
         elif message.status is MessageStatus.SENDING:
             decision = resolve_interrupted_send(message, settings.max_attempts)
             if decision is MessageStatus.PROGRAMMED:
-                result = await store.transition(
+                result = await reprogram(
+                    store,
+                    arq,
                     message.id,
+                    queue_name=settings.queue_name,
                     from_={MessageStatus.SENDING},
-                    to=MessageStatus.PROGRAMMED,
+                    expected_version=message.job_version,
                     now=now,
+                    due_at=message.due_at,
                     reason="worker_lost_during_send",
                     detail=f"resending with the same idempotency key {message.idempotency_key}",
-                    expected_version=message.job_version,
                     lease_expired_by=now,
-                    bump_version=True,
-                    due_at=message.due_at,
                     fields={"reuse_key": True},
                 )
-                if result.ok:
-                    report.resent += 1
-                    await enqueue_dispatch(arq, message.id, result.job_version, at=None, queue_name=settings.queue_name)
+                report.resent += int(result.ok)
             else:
                 result = await store.transition(
                     message.id,
@@ -118,20 +116,19 @@ async def redrive_due(
     for message, count in zip(messages, alive, strict=True):
         if count:
             continue
-        result = await store.transition(
+        result = await reprogram(
+            store,
+            arq,
             message.id,
+            queue_name=settings.queue_name,
             from_={MessageStatus.PROGRAMMED},
-            to=MessageStatus.PROGRAMMED,
+            expected_version=message.job_version,
             now=now,
+            due_at=message.due_at,
             reason="job_missing",
             detail=f"re-enqueued: job {message.job_id} was gone",
-            expected_version=message.job_version,
-            bump_version=True,
-            due_at=message.due_at,
         )
-        if result.ok:
-            report.redriven += 1
-            await enqueue_dispatch(arq, message.id, result.job_version, at=None, queue_name=settings.queue_name)
+        report.redriven += int(result.ok)
 
 
 async def run_sweeps(store: MessageStore, arq: ArqRedis, settings: Settings, now: datetime) -> SweepReport:

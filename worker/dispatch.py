@@ -6,7 +6,7 @@ from typing import Any
 import structlog
 
 from providers.base import SendResult
-from scheduler.enqueue import enqueue_dispatch
+from scheduler.requeue import reprogram
 from sendq.errors import ProviderError, RetryableProviderError
 from sendq.message import Message
 from sendq.status import MessageStatus
@@ -50,20 +50,17 @@ async def _process(svc: Services, message: Message, version: int) -> str:
     store = svc.store
     if message.due_at > now + _EARLY_TOLERANCE:
         # An old job that fired early (e.g. the message was rescheduled later): hand it back to the clock.
-        back = await store.transition(
+        await reprogram(
+            store,
+            svc.arq,
             message.id,
+            queue_name=svc.settings.queue_name,
             from_={_S.PROCESSING},
-            to=_S.PROGRAMMED,
-            now=now,
-            reason="not_due",
             expected_version=version,
-            bump_version=True,
+            now=now,
             due_at=message.due_at,
+            reason="not_due",
         )
-        if back.ok:
-            await enqueue_dispatch(
-                svc.arq, message.id, back.job_version, at=message.due_at, queue_name=svc.settings.queue_name
-            )
         return "not_due"
     if now > message.valid_until:
         await store.transition(
@@ -140,22 +137,19 @@ async def _failed(svc: Services, message: Message, version: int, attempt: int, e
     reuse_key = error.ambiguous or message.reuse_key
     error_fields = {"last_error_code": error.code, "last_error": str(error)[:500], "reuse_key": reuse_key}
     if decision.retry_at is not None:
-        again = await svc.store.transition(
+        await reprogram(
+            svc.store,
+            svc.arq,
             message.id,
+            queue_name=svc.settings.queue_name,
             from_={_S.SENDING},
-            to=_S.PROGRAMMED,
+            expected_version=version,
             now=now,
+            due_at=decision.retry_at,
             reason="retry",
             detail=f"{error} ; next attempt in {decision.delay_s:.3f}s",
-            expected_version=version,
-            bump_version=True,
-            due_at=decision.retry_at,
             fields=error_fields,
         )
-        if again.ok:
-            await enqueue_dispatch(
-                svc.arq, message.id, again.job_version, at=decision.retry_at, queue_name=svc.settings.queue_name
-            )
         log.info("message.retry", error=str(error), attempt=attempt, delay_s=round(decision.delay_s, 3))
         return "retry"
     await svc.store.transition(

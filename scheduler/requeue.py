@@ -1,0 +1,50 @@
+"""Handing a message back to the clock: one transition to ``programmed`` plus its new versioned job."""
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from arq.connections import ArqRedis
+
+from scheduler.enqueue import enqueue_dispatch
+from sendq.status import MessageStatus
+from sendq.store import MessageStore, Transition
+
+
+async def reprogram(
+    store: MessageStore,
+    arq: ArqRedis,
+    message_id: str,
+    *,
+    queue_name: str,
+    from_: Iterable[MessageStatus],
+    expected_version: int,
+    now: datetime,
+    due_at: datetime,
+    reason: str,
+    detail: str | None = None,
+    lease_expired_by: datetime | None = None,
+    fields: Mapping[str, Any] | None = None,
+) -> Transition:
+    """Move the message to ``programmed`` at ``due_at`` under a new job version, then enqueue that job.
+
+    Bumping the version is what makes every earlier job of the message a no-op. If the enqueue is lost (a
+    crash right here), the re-drive sweep finds the overdue message without a job and enqueues it.
+    """
+    result = await store.transition(
+        message_id,
+        from_=from_,
+        to=MessageStatus.PROGRAMMED,
+        now=now,
+        reason=reason,
+        detail=detail,
+        expected_version=expected_version,
+        bump_version=True,
+        due_at=due_at,
+        lease_expired_by=lease_expired_by,
+        fields=fields,
+    )
+    if result.ok:
+        at = due_at if due_at > now else None
+        await enqueue_dispatch(arq, message_id, result.job_version, at=at, queue_name=queue_name)
+    return result
