@@ -32,8 +32,8 @@ return {1, ARGV[1]}
 #: ARGV: 1 id, 2 allowed from-statuses (space separated), 3 to, 4 expected job_version or '',
 #:       5 bump version '1'/'0', 6 now_ms, 7 history entry JSON without its closing attempt value and brace,
 #:       8 count an attempt '1'/'0', 9 due score or '', 10 lease score or '', 11 retention score or '',
-#:       12 only if the lease ran out by this ms or '', 13.. field/value pairs
-#: Returns {ok: 1 done, 0 refused, -1 no such message; status now; job_version; attempts}.
+#:       12 only if the lease ran out by this ms or '', 13 return the record '1'/'0', 14.. field/value pairs
+#: Returns {ok: 1 done, 0 refused, -1 no such message; status now; job_version; attempts[; HGETALL record]}.
 TRANSITION: Final = """
 local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return {-1, '', 0, 0} end
@@ -53,7 +53,7 @@ if ARGV[5] == '1' then ver = ver + 1 end
 if ARGV[8] == '1' then attempts = attempts + 1 end
 local to = ARGV[3]
 local sets = {'status', to, 'status_at', ARGV[6], 'job_version', ver, 'attempts', attempts}
-for i = 13, #ARGV do sets[#sets + 1] = ARGV[i] end
+for i = 14, #ARGV do sets[#sets + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(sets))
 redis.call('RPUSH', KEYS[2], ARGV[7] .. attempts .. '}')
 if cur ~= to then
@@ -67,6 +67,7 @@ if ARGV[10] ~= '' then redis.call('ZADD', KEYS[4], ARGV[10], ARGV[1]) else redis
 if ARGV[11] ~= '' then redis.call('ZADD', KEYS[5], ARGV[11], ARGV[1]) end
 redis.call('XADD', KEYS[6], 'MAXLEN', '~', 100000, '*', 'id', ARGV[1], 'from', cur, 'to', to, 'at', ARGV[6],
            'attempt', attempts)
+if ARGV[13] == '1' then return {1, to, ver, attempts, redis.call('HGETALL', KEYS[1])} end
 return {1, to, ver, attempts}
 """
 

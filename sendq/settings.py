@@ -45,7 +45,8 @@ class Settings(BaseSettings):
     retention_s: float = Field(30 * 86400.0, gt=0)
 
     worker_concurrency: int = Field(50, ge=1)
-    poll_delay_s: float = Field(0.1, gt=0)
+    #: arq poll interval: pick-up latency is about half of it
+    poll_delay_s: float = Field(0.05, gt=0)
     job_timeout_s: float = Field(60.0, gt=0)
     #: on SIGTERM, let running sends finish for this long before cancelling them
     job_completion_wait_s: int = Field(30, ge=0)

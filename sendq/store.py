@@ -31,6 +31,8 @@ class Transition:
     status: MessageStatus | None
     job_version: int
     attempts: int
+    #: the record after the change (without history), when asked for with ``return_record``
+    record: Message | None = None
 
 
 def _decode(raw: Mapping[bytes, bytes] | Mapping[str, str]) -> dict[str, str]:
@@ -154,6 +156,7 @@ class MessageStore:
         lease_until: datetime | None = None,
         lease_expired_by: datetime | None = None,
         fields: Mapping[str, Any] | None = None,
+        return_record: bool = False,
     ) -> Transition:
         """Compare-and-set the status, with its history entry, index and event, atomically.
 
@@ -167,6 +170,7 @@ class MessageStore:
             lease_until: required when ``to`` is leased (processing, sending).
             lease_expired_by: refuse unless the current lease ran out by then (for the recovery sweep).
             fields: other record fields to set with the change.
+            return_record: also return the record after the change (saves a read round trip).
 
         Returns:
             What happened; ``ok`` is false when the message was not in ``from_`` (or not at that version).
@@ -207,16 +211,22 @@ class MessageStore:
                 str(to_ms(lease_until)) if lease_until is not None and to in LEASED_STATUSES else "",
                 "" if retention is None else str(retention),
                 "" if lease_expired_by is None else str(to_ms(lease_expired_by)),
+                "1" if return_record else "0",
                 *pairs,
             ],
         )
-        code, status, version, attempts = result
+        code, status, version, attempts = result[:4]
         status_s = status.decode() if isinstance(status, bytes) else str(status)
+        record = None
+        if len(result) > 4:
+            flat = result[4]
+            record = self._load(_decode(dict(zip(flat[::2], flat[1::2], strict=True))), [])
         outcome = Transition(
             ok=int(code) == 1,
             status=MessageStatus(status_s) if status_s else None,
             job_version=int(version),
             attempts=int(attempts),
+            record=record,
         )
         if outcome.ok:
             log.debug("message.status_changed", message_id=message_id, to_status=to.value, reason=reason)

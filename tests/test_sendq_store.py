@@ -161,3 +161,16 @@ async def test_new_message_validation() -> None:
     with pytest.raises(ValidationError):
         new_message(channel="fax")
     assert new_message(send_at=utcnow()).send_at is not None
+
+
+async def test_transition_can_return_the_record(store: MessageStore) -> None:
+    """With return_record the changed record comes back in the same call; a refused change returns none."""
+    await store.create(record())
+    claim = await store.transition(
+        "m1", from_={S.PROGRAMMED}, to=S.PROCESSING, now=NOW, lease_until=NOW, return_record=True
+    )
+    assert claim.record is not None and claim.record.status is S.PROCESSING and claim.record.body == "hi"
+    refused = await store.transition(
+        "m1", from_={S.PROGRAMMED}, to=S.PROCESSING, now=NOW, lease_until=NOW, return_record=True
+    )
+    assert not refused.ok and refused.record is None

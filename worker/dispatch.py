@@ -35,14 +35,12 @@ async def dispatch(ctx: dict[str, Any], message_id: str, version: int) -> str:
             now=now,
             expected_version=version,
             lease_until=now + timedelta(seconds=svc.settings.lease_s),
+            return_record=True,
         )
-        if not claim.ok:
+        if not claim.ok or claim.record is None:
             log.info("message.skipped", status=claim.status, current_version=claim.job_version)
             return f"skipped:{claim.status}"
-        found = await svc.store.get_many([message_id])
-        if not found:
-            return "skipped:gone"
-        return await _process(svc, found[0], version)
+        return await _process(svc, claim.record, version)
 
 
 async def _process(svc: Services, message: Message, version: int) -> str:
