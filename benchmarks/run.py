@@ -24,7 +24,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,6 +46,7 @@ from sendq.message import Channel, NewMessage, utcnow
 from sendq.settings import Settings
 from sendq.status import MessageStatus
 from sendq.store import MessageStore
+from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "docs" / "benchmarks.md"
@@ -68,18 +68,12 @@ class Sizes:
     lateness_s: float
 
 
+SMOKE = Sizes(arq_jobs=100, messages=100, lateness_s=1.0)
 FULL = Sizes(arq_jobs=5000, messages=5000, lateness_s=10.0)
 QUICK = Sizes(arq_jobs=1000, messages=1000, lateness_s=4.0)
 
 
 # --- processes ---------------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 15.0) -> int | None:
@@ -126,53 +120,6 @@ class Processes:
     def stop_all(self) -> None:
         for proc in list(self.procs):
             self.stop(proc)
-
-
-class RedisServer:
-    """A private redis-server on a free loopback port (no persistence, ``noeviction`` as sendq requires)."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="sendq-bench-redis-")
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        if shutil.which("redis-server") is None:
-            raise SystemExit("benchmarks: redis-server is not on PATH (install the redis-server package)")
-        options = {
-            "port": str(self.port),
-            "bind": "127.0.0.1",
-            "save": "",
-            "appendonly": "no",
-            "maxmemory-policy": "noeviction",
-            "dir": self.dir,
-            "loglevel": "warning",
-        }
-        self.proc = subprocess.Popen(
-            ["redis-server", *(part for name, value in options.items() for part in (f"--{name}", value))],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(64).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"redis-server did not start on port {self.port}")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc, grace_s=10)
-            self.proc = None
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def clean_env() -> dict[str, str]:
@@ -772,6 +719,7 @@ def _raise_on_term(signum: int, frame: FrameType | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer messages and a shorter lateness run")
+    parser.add_argument("--smoke", action="store_true", help="a tiny run that only proves the benchmark works")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"Markdown report (default {DEFAULT_OUT})")
     parser.add_argument("--arq-worker", metavar="URL", help=argparse.SUPPRESS)
     ns = parser.parse_args(argv)
@@ -783,7 +731,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     signal.signal(signal.SIGTERM, _raise_on_term)
-    sizes = QUICK if ns.quick else FULL
+    if shutil.which("redis-server") is None:
+        raise SystemExit("benchmarks: redis-server is not on PATH (install the redis-server package)")
+    sizes = SMOKE if ns.smoke else QUICK if ns.quick else FULL
     log_dir = Path(tempfile.mkdtemp(prefix="sendq-bench-"))
     procs = Processes(log_dir)
     redis = RedisServer()
@@ -802,7 +752,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print(f"benchmarks: failed; process logs kept in {log_dir}", file=sys.stderr)
     results = Results(
-        quick=ns.quick,
+        quick=ns.quick or ns.smoke,
         sizes=sizes,
         started=started,
         elapsed_s=time.monotonic() - t0,

@@ -181,10 +181,13 @@ async def test_faults_retry_within_policy(scheduler_real: Scheduler, cluster_fac
     accepted = cluster.accepted_per_message()
     for m in messages:
         assert 1 <= m.attempts <= max_attempts
-        if m.status is S.ERROR:
-            assert m.reason == "attempts_exhausted" and m.attempts == max_attempts
-        else:
+        if m.status is S.SENT:
             assert accepted[m.id] == 1
+        elif m.reason == "attempts_exhausted":
+            assert m.attempts == max_attempts and accepted[m.id] == 0
+        else:
+            # An earlier attempt timed out after the provider may have taken it: at most one send.
+            assert m.reason == "unknown_outcome" and m.reuse_key and accepted[m.id] <= 1
         history = m.history
         for i, entry in enumerate(history):
             if entry.reason != "retry":
@@ -198,4 +201,4 @@ async def test_faults_retry_within_policy(scheduler_real: Scheduler, cluster_fac
             next_sending = next(h for h in history[i + 1 :] if h.status is S.SENDING)
             # Never earlier than the policy's time (ms rounding of stored times aside).
             assert next_sending.at - entry.at >= timedelta(seconds=delay) - timedelta(milliseconds=2)
-    assert sum(accepted.values()) == sum(m.status is S.SENT for m in messages)
+    assert set(accepted) <= {m.id for m in messages}

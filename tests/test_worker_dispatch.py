@@ -6,7 +6,7 @@ import pytest
 
 from providers.mock import MockProvider, make_failure
 from scheduler.intake import Scheduler
-from sendq.errors import InvalidInput, MessageNotFound
+from sendq.errors import InvalidInput, MessageNotFound, ProviderError
 from sendq.message import utcnow
 from sendq.settings import Settings
 from sendq.status import MessageStatus as S
@@ -198,3 +198,16 @@ async def test_key_stays_until_the_ambiguity_is_settled(scheduler: Scheduler, ru
     got = await scheduler.get(msg.id)
     assert got.status is S.SENT and got.attempts == 3
     assert [r.idempotency_key for r in provider.sent] == [f"{msg.id}:1"]
+
+
+async def test_giving_up_after_an_ambiguous_attempt_is_unknown_outcome(
+    scheduler: Scheduler, run_worker: RunWorker, settings: Settings
+) -> None:
+    """Attempts run out after a timeout: error with reason unknown_outcome (it may have been sent), not exhausted."""
+    msg = (await scheduler.program(new_message())).message
+    failures: list[ProviderError | None] = [make_failure("timeout")]
+    failures += [make_failure("server_error")] * (settings.max_attempts - 1)
+    await run_worker(MockProvider(script=failures))
+    got = await scheduler.get(msg.id)
+    assert (got.status, got.reason, got.attempts) == (S.ERROR, "unknown_outcome", settings.max_attempts)
+    assert got.history[-1].detail is not None and got.history[-1].detail.startswith("attempts_exhausted")

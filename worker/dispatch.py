@@ -150,15 +150,19 @@ async def _failed(svc: Services, message: Message, version: int, attempt: int, e
         )
         log.info("message.retry", error=str(error), attempt=attempt, delay_s=round(decision.delay_s, 3))
         return "retry"
+    reason = decision.reason
+    if reuse_key and error.retryable:
+        # Giving up while an earlier attempt's outcome is still unknown: it may have been sent, so say so.
+        reason = "unknown_outcome"
     await svc.store.transition(
         message.id,
         from_={_S.SENDING},
         to=_S.ERROR,
         now=now,
-        reason=decision.reason,
-        detail=str(error),
+        reason=reason,
+        detail=f"{decision.reason}: {error}",
         expected_version=version,
         fields=error_fields,
     )
-    log.info("message.error", reason=decision.reason, error=str(error), attempt=attempt)
+    log.info("message.error", reason=reason, error=str(error), attempt=attempt)
     return "error"

@@ -1,0 +1,32 @@
+"""`make bench` in miniature: the benchmark runs end to end and writes its report (figures are not judged)."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_redis_server
+
+pytestmark = [pytest.mark.redis, pytest.mark.e2e]
+
+
+def test_benchmark_smoke(tmp_path: Path) -> None:
+    """A tiny benchmark run exits 0 and reports every figure with a positive value."""
+    require_redis_server()
+    out = tmp_path / "bench.md"
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--smoke", "--out", str(out)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = out.read_text()
+    for label in ("bare arq no-op jobs/s", "sendq msgs/s, 1 worker process", "sendq msgs/s, 2 worker processes"):
+        row = next(line for line in report.splitlines() if line.startswith(f"| {label}"))
+        value = float(re.sub(r"[^0-9.]", "", row.rsplit("|", 2)[1]))
+        assert value > 0, row
+    assert "p99" in report and "Machine" in report
