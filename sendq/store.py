@@ -6,14 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import structlog
 from redis.asyncio import Redis
 
 from sendq import keys, lua
 from sendq.message import HistoryEntry, Message, fields_to_redis, from_ms, to_ms
 from sendq.status import FINAL_STATUSES, LEASED_STATUSES, WAITING_STATUSES, MessageStatus
-
-log = structlog.get_logger("sendq.store")
 
 # Fields that hold the record; everything else in Message is derived or kept elsewhere (history).
 _DATETIME_FIELDS = frozenset({"send_at", "created_at", "valid_until", "status_at", "due_at"})
@@ -228,8 +225,6 @@ class MessageStore:
             attempts=int(attempts),
             record=record,
         )
-        if outcome.ok:
-            log.debug("message.status_changed", message_id=message_id, to_status=to.value, reason=reason)
         return outcome
 
     async def waiting_due(self, until: datetime, limit: int) -> list[str]:
