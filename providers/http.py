@@ -7,7 +7,9 @@ any other 4xx (``{"code": ..., "message": ...}``): permanent.
 """
 
 import email.utils
+import math
 import time
+from datetime import UTC
 from typing import Any
 
 import httpx
@@ -17,6 +19,8 @@ from sendq.errors import PermanentProviderError, ProviderError, RateLimited, Ret
 from sendq.message import Message
 
 NAME = "http"
+#: a longer Retry-After is read as this: past any sane validity, so the message ends as expired
+MAX_RETRY_AFTER_S = 7 * 86400.0
 
 
 def payload(message: Message) -> dict[str, Any]:
@@ -39,14 +43,18 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:  # "-0000" parses naive; HTTP dates are always GMT
+            when = when.replace(tzinfo=UTC)
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
         return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return min(max(0.0, seconds), MAX_RETRY_AFTER_S)
 
 
 def _error_fields(response: httpx.Response) -> tuple[str | None, str]:

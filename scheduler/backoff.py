@@ -1,5 +1,6 @@
 """Retry policy: exponential backoff with full jitter, capped, honouring a provider's Retry-After."""
 
+import math
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -58,7 +59,8 @@ class BackoffPolicy:
             return RetryDecision(None, "attempts_exhausted")
         retry_after = error.retry_after_s if isinstance(error, RateLimited) else None
         delay = self.delay_s(attempt, retry_after)
-        retry_at = now + timedelta(seconds=delay)
-        if retry_at > valid_until:
+        # Compared as seconds first: a huge Retry-After must end the message, not overflow a timedelta.
+        if not math.isfinite(delay) or delay > (valid_until - now).total_seconds():
             return RetryDecision(None, "expired", delay)
+        retry_at = now + timedelta(seconds=delay)
         return RetryDecision(retry_at, None, delay)

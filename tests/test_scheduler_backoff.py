@@ -65,3 +65,16 @@ def test_validity_ends_retries() -> None:
     err = RateLimited("later", provider="x", retry_after_s=120)
     decision = policy().decide(1, err, now=NOW, valid_until=NOW + timedelta(seconds=60))
     assert decision.retry_at is None and decision.reason == "expired"
+
+
+def test_parse_retry_after() -> None:
+    """Seconds or an HTTP date; garbage, infinities and NaN are ignored; huge values are capped."""
+    from providers.http import MAX_RETRY_AFTER_S, parse_retry_after
+
+    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 -0000", now=1445412470.0) == 10.0
+    assert parse_retry_after("-5") == 0.0
+    for bad in ("", None, "soon", "inf", "nan"):
+        assert parse_retry_after(bad) is None
+    assert parse_retry_after("1e300") == MAX_RETRY_AFTER_S

@@ -211,3 +211,39 @@ async def test_giving_up_after_an_ambiguous_attempt_is_unknown_outcome(
     got = await scheduler.get(msg.id)
     assert (got.status, got.reason, got.attempts) == (S.ERROR, "unknown_outcome", settings.max_attempts)
     assert got.history[-1].detail is not None and got.history[-1].detail.startswith("attempts_exhausted")
+
+
+async def test_no_resend_after_timeout_without_idempotency(scheduler: Scheduler, run_worker: RunWorker) -> None:
+    """A provider without idempotency keys is not retried after a timeout: error unknown_outcome, one call."""
+    msg = (await scheduler.program(new_message())).message
+    provider = MockProvider(script=[make_failure("timeout")], supports_idempotency=False)
+    await run_worker(provider)
+    got = await scheduler.get(msg.id)
+    assert (got.status, got.reason, got.attempts) == (S.ERROR, "unknown_outcome", 1)
+    assert got.history[-1].detail is not None and got.history[-1].detail.startswith("no_idempotency_key")
+
+
+async def test_expiry_after_a_timeout_is_unknown_outcome(
+    scheduler: Scheduler, run_worker: RunWorker, store: MessageStore
+) -> None:
+    """Validity ends while an earlier timeout is unsettled: error unknown_outcome, not expired."""
+    msg = (await scheduler.program(new_message(validity=timedelta(milliseconds=300)))).message
+    now = utcnow()
+    await store.transition(
+        msg.id, from_={S.PROGRAMMED}, to=S.PROGRAMMED, now=now, due_at=now, fields={"reuse_key": True}
+    )
+    import asyncio
+
+    await asyncio.sleep(0.35)
+    provider = MockProvider()
+    await run_worker(provider)
+    got = await scheduler.get(msg.id)
+    assert (got.status, got.reason) == (S.ERROR, "unknown_outcome") and provider.sent == []
+
+
+async def test_huge_retry_after_ends_as_expired(scheduler: Scheduler, run_worker: RunWorker) -> None:
+    """A Retry-After beyond the validity (even infinite) ends the message as expired, never stranding it."""
+    msg = (await scheduler.program(new_message())).message
+    await run_worker(MockProvider(script=[make_failure("rate_limited", retry_after_s=float("inf"))]))
+    got = await scheduler.get(msg.id)
+    assert (got.status, got.reason) == (S.ERROR, "expired")

@@ -6,6 +6,7 @@ from typing import Any
 import structlog
 
 from providers.base import SendResult
+from scheduler.backoff import RetryDecision
 from scheduler.requeue import reprogram
 from sendq.errors import ProviderError, RetryableProviderError
 from sendq.message import Message
@@ -17,6 +18,15 @@ log = structlog.get_logger("sendq.dispatch")
 _S = MessageStatus
 #: a job that starts this early (clock skew between producer and worker) still sends
 _EARLY_TOLERANCE = timedelta(milliseconds=500)
+
+
+def give_up_reason(reason: str, *, maybe_sent: bool) -> str:
+    """The error reason when sendq stops trying.
+
+    While an earlier attempt's outcome is unknown (a timeout the provider may have accepted), the honest reason
+    is ``unknown_outcome`` whatever ended the retries: the message may have been sent.
+    """
+    return "unknown_outcome" if maybe_sent else reason
 
 
 async def dispatch(ctx: dict[str, Any], message_id: str, version: int) -> str:
@@ -66,8 +76,8 @@ async def _process(svc: Services, message: Message, version: int) -> str:
             from_={_S.PROCESSING},
             to=_S.ERROR,
             now=now,
-            reason="expired",
-            detail=f"validity ended at {message.valid_until.isoformat()}",
+            reason=give_up_reason("expired", maybe_sent=message.reuse_key),
+            detail=f"expired: validity ended at {message.valid_until.isoformat()}",
             expected_version=version,
         )
         return "expired"
@@ -134,6 +144,9 @@ async def _failed(svc: Services, message: Message, version: int, attempt: int, e
     # attempt with the same key says nothing about whether the first one was accepted.
     reuse_key = error.ambiguous or message.reuse_key
     error_fields = {"last_error_code": error.code, "last_error": str(error)[:500], "reuse_key": reuse_key}
+    if reuse_key and decision.retry_at is not None and not svc.provider.supports_idempotency:
+        # Without idempotency keys a resend after an unknown outcome could deliver the message twice.
+        decision = RetryDecision(None, "no_idempotency_key")
     if decision.retry_at is not None:
         await reprogram(
             svc.store,
@@ -150,10 +163,7 @@ async def _failed(svc: Services, message: Message, version: int, attempt: int, e
         )
         log.info("message.retry", error=str(error), attempt=attempt, delay_s=round(decision.delay_s, 3))
         return "retry"
-    reason = decision.reason
-    if reuse_key and error.retryable:
-        # Giving up while an earlier attempt's outcome is still unknown: it may have been sent, so say so.
-        reason = "unknown_outcome"
+    reason = give_up_reason(decision.reason or "provider_rejected", maybe_sent=reuse_key and error.retryable)
     await svc.store.transition(
         message.id,
         from_={_S.SENDING},
