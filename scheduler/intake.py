@@ -4,8 +4,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import structlog
 from arq.connections import ArqRedis
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 from scheduler.enqueue import discard_dispatch, enqueue_dispatch
 from scheduler.requeue import reprogram
@@ -14,6 +16,8 @@ from sendq.message import HistoryEntry, Message, NewMessage, new_message_id, to_
 from sendq.settings import Settings
 from sendq.status import CANCELLABLE_STATUSES, MessageStatus
 from sendq.store import MessageStore
+
+log = structlog.get_logger("sendq.scheduler")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +34,11 @@ class CancelOutcome:
     #: the status now (CANCELLED, or the one that prevented the cancel)
     status: MessageStatus
     message: Message
+
+    @property
+    def maybe_sent(self) -> bool:
+        """An earlier attempt timed out with its outcome unknown: the provider may have delivered it."""
+        return self.cancelled and self.message.reuse_key
 
 
 def parse_new_message(data: dict[str, Any]) -> NewMessage:
@@ -88,9 +97,15 @@ class Scheduler:
             if existing is None:  # purged between the two calls; vanishingly rare
                 raise MessageNotFound(found_id)
             return Programmed(existing, created=False)
-        # Should this enqueue fail, the re-drive sweep finds the programmed message without a job.
         at = message.due_at if message.due_at > now else None
-        await enqueue_dispatch(self.arq, message.id, message.job_version, at=at, queue_name=self.settings.queue_name)
+        try:
+            await enqueue_dispatch(
+                self.arq, message.id, message.job_version, at=at, queue_name=self.settings.queue_name
+            )
+        except RedisError as exc:
+            # The message is stored, so this call succeeded: reporting a failure would invite a second message.
+            # The re-drive sweep gives the overdue message its job.
+            log.warning("message.enqueue_deferred_to_sweep", message_id=message.id, error=repr(exc))
         return Programmed(message, created=True)
 
     async def get(self, message_id: str) -> Message:
@@ -117,8 +132,15 @@ class Scheduler:
         if result.status is None:
             raise MessageNotFound(message_id)
         if result.ok:
-            await discard_dispatch(self.arq, message_id, result.job_version, queue_name=self.settings.queue_name)
+            await self._tidy(message_id, result.job_version)
         return CancelOutcome(result.ok, result.status, await self.get(message_id))
+
+    async def _tidy(self, message_id: str, version: int) -> None:
+        # Best effort: a leftover job is a no-op (version guard), so a failure here must not fail the call.
+        try:
+            await discard_dispatch(self.arq, message_id, version, queue_name=self.settings.queue_name)
+        except RedisError as exc:
+            log.warning("message.discard_failed", message_id=message_id, error=repr(exc))
 
     async def reschedule(self, message_id: str, at: datetime, *, now: datetime | None = None) -> Message:
         """Move a programmed (or blocked) message to a new send time; its validity window moves with it.
@@ -147,5 +169,5 @@ class Scheduler:
         )
         if not result.ok:
             raise InvalidInput("id", f"cannot reschedule a message in status {result.status}")
-        await discard_dispatch(self.arq, message_id, message.job_version, queue_name=self.settings.queue_name)
+        await self._tidy(message_id, message.job_version)
         return await self.get(message_id)

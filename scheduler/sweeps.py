@@ -21,8 +21,10 @@ from sendq.store import MessageStore
 
 log = structlog.get_logger("sendq.sweep")
 
-#: messages handled per sweep and kind; the rest wait for the next tick
+#: messages read per page; lease recovery handles one page per sweep, the rest wait for the next tick
 SWEEP_LIMIT = 1000
+#: overdue messages the re-drive sweep checks per sweep
+REDRIVE_SCAN_LIMIT = 20_000
 
 
 @dataclass(slots=True)
@@ -104,8 +106,23 @@ async def recover_leases(store: MessageStore, arq: ArqRedis, settings: Settings,
 async def redrive_due(
     store: MessageStore, arq: ArqRedis, settings: Settings, now: datetime, report: SweepReport
 ) -> None:
-    overdue = await store.waiting_due(now - timedelta(seconds=settings.redrive_after_s), SWEEP_LIMIT)
-    messages = [m for m in await store.get_many(overdue) if m.status is MessageStatus.PROGRAMMED]
+    """Give a new job to every overdue programmed message whose job is gone.
+
+    Pages through the overdue set (up to ``REDRIVE_SCAN_LIMIT`` per sweep), so a lost job behind a large live
+    backlog is still found; an overdue message whose job is queued or running is left to that job.
+    """
+    until = now - timedelta(seconds=settings.redrive_after_s)
+    for offset in range(0, REDRIVE_SCAN_LIMIT, SWEEP_LIMIT):
+        page = await store.waiting_due(until, SWEEP_LIMIT, offset)
+        await _redrive_page(store, arq, settings, now, page, report)
+        if len(page) < SWEEP_LIMIT:
+            return
+
+
+async def _redrive_page(
+    store: MessageStore, arq: ArqRedis, settings: Settings, now: datetime, ids: list[str], report: SweepReport
+) -> None:
+    messages = [m for m in await store.get_many(ids) if m.status is MessageStatus.PROGRAMMED]
     if not messages:
         return
     async with arq.pipeline(transaction=False) as pipe:

@@ -180,6 +180,10 @@ def _cmd_cancel(settings: Settings, ns: argparse.Namespace) -> int:
         outcome = await scheduler.cancel(ns.id, by=ns.by)
         if outcome.cancelled:
             print(f"cancelled {ns.id}")
+            if outcome.maybe_sent:
+                print(
+                    f"sendq: note: an earlier attempt of {ns.id} timed out; it may have been delivered", file=sys.stderr
+                )
             return 0
         print(f"sendq: not cancelled: {ns.id} is {outcome.status}", file=sys.stderr)
         return EXIT_REFUSED

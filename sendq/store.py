@@ -227,9 +227,9 @@ class MessageStore:
         )
         return outcome
 
-    async def waiting_due(self, until: datetime, limit: int) -> list[str]:
-        """Ids of programmed or blocked messages due by ``until``, oldest first."""
-        ids = await self.redis.zrangebyscore(keys.DUE, "-inf", to_ms(until), start=0, num=limit)
+    async def waiting_due(self, until: datetime, limit: int, offset: int = 0) -> list[str]:
+        """Ids of programmed or blocked messages due by ``until``, oldest first (``offset`` pages on)."""
+        ids = await self.redis.zrangebyscore(keys.DUE, "-inf", to_ms(until), start=offset, num=limit)
         return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
 
     async def lease_expired(self, now: datetime, limit: int) -> list[str]:

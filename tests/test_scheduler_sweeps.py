@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 
+import pytest
 from arq.connections import ArqRedis
 
 from providers.mock import MockProvider
@@ -127,3 +128,18 @@ async def test_sweep_is_idempotent(
     assert (first.released, second.released) == (1, 0)
     got = await scheduler.get(msg.id)
     assert statuses(got.history) == ["programmed", "processing", "programmed"]
+
+
+async def test_redrive_pages_past_a_live_backlog(
+    scheduler: Scheduler, store: MessageStore, fake_arq: ArqRedis, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lost job behind more overdue messages than one page (whose jobs are alive) is still re-driven."""
+    from scheduler import sweeps
+
+    monkeypatch.setattr(sweeps, "SWEEP_LIMIT", 3)
+    ids = [(await scheduler.program(new_message(to=f"+1555000000{i}"))).message.id for i in range(7)]
+    lost = await scheduler.get(ids[-1])
+    await fake_arq.delete(f"arq:job:{lost.job_id}")
+    report = await run_sweeps(store, fake_arq, settings, utcnow() + timedelta(seconds=settings.redrive_after_s + 1))
+    assert report.redriven == 1
+    assert (await scheduler.get(ids[-1])).job_version == 2

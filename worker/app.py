@@ -2,6 +2,7 @@
 
 import asyncio
 import random
+import socket
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -115,7 +116,8 @@ def worker_settings(
 
 
 def health_check_key(settings: Settings) -> str:
-    return f"{settings.queue_name}:health-check"
+    """One health key per host (a container is a host), so `sendq worker --check` speaks for this worker only."""
+    return f"{settings.queue_name}:health-check:{socket.gethostname()}"
 
 
 def run_worker(settings: Settings, *, provider: Provider | None = None) -> Worker:
