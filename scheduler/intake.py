@@ -1,5 +1,6 @@
 """Programming, cancelling and rescheduling messages: the scheduler's front door."""
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,6 +42,15 @@ class CancelOutcome:
         return self.cancelled and self.message.reuse_key
 
 
+#: the shape of the ids sendq makes (``new_message_id``); anything else cannot name a message
+_ID = re.compile(r"[0-9a-z]{26}")
+
+
+def _check_id(message_id: str) -> None:
+    if not _ID.fullmatch(message_id):
+        raise MessageNotFound(message_id)
+
+
 def parse_new_message(data: dict[str, Any]) -> NewMessage:
     """Validate raw input; the first problem becomes an ``InvalidInput`` naming its field."""
     try:
@@ -67,7 +77,10 @@ class Scheduler:
         """
         now = now or utcnow()
         base = new.send_at or now
+        self._check_horizon("send_at", base, now)
         validity = new.validity or timedelta(seconds=self.settings.validity_s)
+        if validity > timedelta(seconds=self.settings.max_schedule_ahead_s):
+            raise InvalidInput("validity", f"is longer than {self._horizon_text()}")
         valid_until = base + validity
         if valid_until <= now:
             raise InvalidInput("send_at", f"is more than its validity ({validity}) in the past")
@@ -108,7 +121,15 @@ class Scheduler:
             log.warning("message.enqueue_deferred_to_sweep", message_id=message.id, error=repr(exc))
         return Programmed(message, created=True)
 
+    def _horizon_text(self) -> str:
+        return f"{self.settings.max_schedule_ahead_s / 86400:g} days (SENDQ_MAX_SCHEDULE_AHEAD_S)"
+
+    def _check_horizon(self, field: str, at: datetime, now: datetime) -> None:
+        if at - now > timedelta(seconds=self.settings.max_schedule_ahead_s):
+            raise InvalidInput(field, f"is more than {self._horizon_text()} ahead")
+
     async def get(self, message_id: str) -> Message:
+        _check_id(message_id)
         message = await self.store.get(message_id)
         if message is None:
             raise MessageNotFound(message_id)
@@ -120,6 +141,7 @@ class Scheduler:
         Once this returns ``cancelled=True`` no provider call for the message starts: the worker's next
         compare-and-set (to ``sending``) finds ``cancelled`` and stops.
         """
+        _check_id(message_id)
         now = now or utcnow()
         result = await self.store.transition(
             message_id,
@@ -152,6 +174,7 @@ class Scheduler:
         if at.tzinfo is None or at.utcoffset() is None:
             raise InvalidInput("at", "must be timezone-aware")
         now = now or utcnow()
+        self._check_horizon("at", at, now)
         message = await self.get(message_id)
         window = message.valid_until - (message.send_at or message.created_at)
         result = await reprogram(

@@ -5,12 +5,14 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import math
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from redis.exceptions import RedisError
 
 from sendq.errors import ConfigurationError, InvalidInput, MessageNotFound, SendqError
@@ -51,9 +53,19 @@ def _positive_seconds(value: str) -> float:
         seconds = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError("must be positive")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
     return seconds
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {value!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 1-65535, got {port}")
+    return port
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     mock_server.add_arguments(mock)
 
     dev = sub.add_parser("dev", help="try sendq: embedded Redis (unless SENDQ_REDIS_URL), worker, mock provider")
-    dev.add_argument("--port", type=int, default=6399, help="port of the embedded Redis (default 6399)")
+    dev.add_argument("--port", type=_port, default=6399, help="port of the embedded Redis (default 6399)")
     return parser
 
 
@@ -251,7 +263,13 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
 
 
 #: model field -> the `sendq send` flag that sets it, so errors name what the user typed
-_SEND_FLAGS = {"send_at": "--at", "reference_id": "--reference", "batch_id": "--batch", "variables": "--var"}
+_SEND_FLAGS = {
+    "send_at": "--at",
+    "at": "--at",
+    "reference_id": "--reference",
+    "batch_id": "--batch",
+    "variables": "--var",
+}
 
 
 def _fail(message: str, code: int) -> int:
@@ -267,13 +285,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         err = exc.errors()[0]
         field = "SENDQ_" + "__".join(str(p) for p in err["loc"]).upper()
-        return _fail(f"{field}: {err['msg']}", EXIT_USAGE)
+        return _fail(f"{field}: {err['msg'].removeprefix('Value error, ')}", EXIT_USAGE)
+    except SettingsError as exc:
+        return _fail(f"cannot read the SENDQ_* settings: {exc}", EXIT_USAGE)
     # Long-running commands log at the configured level; one-shot commands only speak up for problems.
     quiet = ns.command not in ("worker", "dev")
     configure_logging(settings.model_copy(update={"log_level": "WARNING"}) if quiet else settings)
     try:
         return COMMANDS[ns.command](settings, ns)
     except InvalidInput as exc:
+        if exc.field == "message":  # a rule about the message as a whole (e.g. body or template)
+            return _fail(exc.reason, EXIT_USAGE)
         flag = _SEND_FLAGS.get(exc.field, "--" + exc.field.replace("_", "-")) if ns.command == "send" else exc.field
         return _fail(f"{flag}: {exc.reason}", EXIT_USAGE)
     except MessageNotFound as exc:

@@ -12,6 +12,7 @@ from typing import Any
 import arq.worker
 
 from providers.mock import MockProvider
+from sendq.errors import ConfigurationError
 from sendq.settings import Settings
 from worker.app import run_worker
 
@@ -35,7 +36,10 @@ def start_embedded_redis(port: int) -> Any:
 
     # The stock handler writes each reply without TCP_NODELAY: ~20 ops/s instead of hundreds.
     TCPFakeRequestHandler.disable_nagle_algorithm = True
-    server = TcpFakeServer(("127.0.0.1", port))
+    try:
+        server = TcpFakeServer(("127.0.0.1", port))
+    except OSError as exc:
+        raise ConfigurationError(f"cannot listen on 127.0.0.1:{port} ({exc.strerror}); try --port") from None
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="embedded-redis", daemon=True).start()
     return server
@@ -45,7 +49,7 @@ def run_dev(settings: Settings, *, port: int | None = None, latency_ms: float = 
     """Run the embedded default (or the configured Redis) with a worker and the mock provider."""
     embedded = settings.redis_url is None
     if embedded:
-        port = port or 6399
+        port = 6399 if port is None else port
         start_embedded_redis(port)
         settings = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{port}/0", "require_noeviction": False})
         setattr(arq.worker, "log_redis_info", _no_redis_info)  # noqa: B010 (arq does not export it)

@@ -1,8 +1,9 @@
 """Settings, read from ``SENDQ_*`` environment variables (nested with ``__``). No import-time singleton."""
 
 from typing import Literal, Self
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -41,6 +42,8 @@ class Settings(BaseSettings):
     backoff_cap_s: float = Field(600.0, gt=0)
     #: default validity: how long after its send time a message may still be sent
     validity_s: float = Field(48 * 3600.0, gt=0)
+    #: how far ahead a message may be programmed
+    max_schedule_ahead_s: float = Field(366 * 86400.0, gt=0)
     #: how long final messages (sent, error, cancelled, receipts) are kept
     retention_s: float = Field(30 * 86400.0, gt=0)
 
@@ -63,6 +66,22 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     #: None chooses by terminal: console on a TTY, JSON otherwise
     log_json: bool | None = None
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL, e.g. redis://localhost:6379/0")
+        try:
+            parts.port  # noqa: B018 (urlsplit checks the port only when asked)
+        except ValueError as exc:
+            raise ValueError(f"invalid port ({exc})") from None
+        if parts.scheme != "unix" and not parts.hostname:
+            raise ValueError("has no host, e.g. redis://localhost:6379/0")
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> Self:

@@ -69,3 +69,20 @@ def test_readme_status_diagram_matches_table() -> None:
             edges.add((left.strip(), right.split(":")[0].strip()))
     expected = {(a.value, b.value) for a, targets in TRANSITIONS.items() for b in targets}
     assert edges == expected
+
+
+def test_readme_lists_every_setting() -> None:
+    """The README's configuration table names every SENDQ_* variable, nested ones included."""
+    from pydantic import BaseModel
+
+    from sendq.settings import Settings
+
+    names = []
+    for name, field in Settings.model_fields.items():
+        kind = field.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            names += [f"SENDQ_{name}__{sub}".upper() for sub in kind.model_fields]
+        else:
+            names.append(f"SENDQ_{name}".upper())
+    text = (ROOT / "README.md").read_text()
+    assert [n for n in names if f"`{n}`" not in text] == []

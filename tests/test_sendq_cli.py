@@ -41,8 +41,11 @@ SEND = ["send", "--subaccount", "acme", "--channel", "sms", "--to", "+1555123456
         ([*SEND, "--at", "tomorrow"], "not an ISO 8601 time"),
         ([*SEND, "--template", "t"], "exactly one of body or template"),
         ([*SEND[:2], "a:b", *SEND[3:]], "--subaccount"),
-        ([*SEND, "--validity", "-1"], "must be positive"),
+        ([*SEND, "--validity", "-1"], "positive number of seconds"),
         (["nonsense"], "invalid choice"),
+        ([*SEND, "--validity", "inf"], "positive number of seconds"),
+        ([*SEND, "--validity", "nan"], "positive number of seconds"),
+        (["dev", "--port", "99999"], "port must be 1-65535"),
     ],
 )
 def test_bad_input_is_one_line(args: list[str], fragment: str) -> None:
@@ -108,3 +111,41 @@ def test_worker_refuses_evicting_redis(redis_server: RedisServer) -> None:
     finally:
         client.config_set("maxmemory-policy", "noeviction")
         client.close()
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({"SENDQ_REDIS_URL": "redis://h:abc/0"}, "SENDQ_REDIS_URL: invalid port"),
+        ({"SENDQ_REDIS_URL": "http://x"}, "SENDQ_REDIS_URL: must be a redis://"),
+        ({"SENDQ_REDIS_URL": "localhost:6379"}, "SENDQ_REDIS_URL"),
+        ({"SENDQ_HTTP": "{bad"}, "cannot read the SENDQ_* settings"),
+    ],
+)
+def test_bad_settings_are_one_line(env: dict[str, str], fragment: str) -> None:
+    """Unusable SENDQ_* values are named in one line, before anything runs."""
+    assert_one_line_error(sendq("status", "x", **env), fragment)
+
+
+@pytest.mark.redis
+async def test_far_future_and_odd_ids(redis_server: RedisServer, real_arq: ArqRedis) -> None:
+    """Times past the scheduling horizon and ids that cannot be ours are clear errors, not tracebacks."""
+    url = redis_server.url
+    assert_one_line_error(sendq(*SEND, "--at", "9999-12-31T23:00:00+00:00", redis_url=url), "--at: is more than")
+    message_id = sendq(*SEND, "--at", (utcnow() + timedelta(hours=1)).isoformat(), redis_url=url).stdout.strip()
+    far = sendq("reschedule", message_id, "--at", "9999-12-31T23:00:00+00:00", redis_url=url)
+    assert_one_line_error(far, "at: is more than")
+    assert_one_line_error(sendq("status", "\udcff", redis_url=url), "no message with id", code=1)
+    assert_one_line_error(sendq("status", f"{message_id}:history", redis_url=url), "no message with id", code=1)
+    assert_one_line_error(sendq("cancel", "../../etc", redis_url=url), "no message with id", code=1)
+
+
+def test_dev_port_in_use() -> None:
+    """sendq dev on a taken port says so in one line."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        assert_one_line_error(sendq("dev", "--port", str(port)), "cannot listen on")
