@@ -16,6 +16,9 @@ class StubWorker:
 
     def __init__(self, **kwargs: Any) -> None:
         assert kwargs["queue_name"] == "sendq:queue" and kwargs["keep_result"] == 0
+        self.on_shutdown = kwargs["on_shutdown"]
+        self.ctx: dict[str, Any] = {}
+        self._pool = None
 
     def run(self) -> None:
         outcome = StubWorker.outcomes.pop(0)

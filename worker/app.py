@@ -1,6 +1,7 @@
 """arq wiring: the worker settings mapping, startup and shutdown, the sweep cron job, the run loop."""
 
 import asyncio
+import contextlib
 import random
 import socket
 import time
@@ -78,7 +79,8 @@ def worker_settings(
         log.info("worker.started", provider=chosen.name, queue=settings.queue_name)
 
     async def shutdown(ctx: dict[str, Any]) -> None:
-        svc = ctx.get("services")
+        # pop: the supervised loop may call this again after a failed close(); closing twice must be harmless.
+        svc = ctx.pop("services", None)
         if isinstance(svc, Services):
             await svc.provider.aclose()
             await svc.http.aclose()
@@ -146,11 +148,22 @@ def run_worker(settings: Settings, *, provider: Provider | None = None) -> Worke
                 return worker
             except (RedisError, OSError) as exc:
                 log.warning("worker.redis_lost", error=repr(exc), restart_in_s=delay_s)
+                _release(loop, worker)
             time.sleep(delay_s)
             delay_s = min(delay_s * 2, RESTART_DELAY_MAX_S)
     finally:
         asyncio.set_event_loop(None)
         loop.close()
+
+
+def _release(loop: asyncio.AbstractEventLoop, worker: Worker) -> None:
+    """Close what a dead worker loop held when its own close() could not (Redis was down)."""
+    with contextlib.suppress(Exception):
+        if worker.on_shutdown is not None:
+            loop.run_until_complete(worker.on_shutdown(worker.ctx))
+    with contextlib.suppress(Exception):
+        if worker._pool is not None:  # arq keeps the pool private; close() leaves it open when it fails early
+            loop.run_until_complete(worker._pool.aclose())
 
 
 #: first and largest pause before restarting a worker loop that Redis errors killed
