@@ -66,3 +66,12 @@ def _as_kwargs(env: dict[str, str]) -> dict[str, Any]:
             target = target.setdefault(part, {})
         target[parts[-1]] = value
     return out
+
+
+def test_env_example_is_valid() -> None:
+    """Every variable in .env.example is a real setting and the file loads."""
+    lines = [ln for ln in (ROOT / ".env.example").read_text().splitlines() if ln and not ln.startswith("#")]
+    env = dict(ln.split("=", 1) for ln in lines)
+    fields = set(Settings.model_fields)
+    assert all(name.removeprefix("SENDQ_").split("__")[0].lower() in fields for name in env)
+    assert Settings(_env_file=None, **_as_kwargs(env)).redis_url == env["SENDQ_REDIS_URL"]
