@@ -32,10 +32,13 @@ class Transition:
     record: Message | None = None
 
 
+def _str(value: bytes | str | int) -> str:
+    """Redis replies arrive as bytes (arq's client does not decode)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def _decode(raw: Mapping[bytes, bytes] | Mapping[str, str]) -> dict[str, str]:
-    return {
-        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v) for k, v in raw.items()
-    }
+    return {_str(k): _str(v) for k, v in raw.items()}
 
 
 def _history_prefix(status: MessageStatus, at: datetime, reason: str | None, detail: str | None) -> str:
@@ -77,7 +80,9 @@ class MessageStore:
         """
         await self._load_scripts()
         status = message.status
-        assert status in WAITING_STATUSES or status in FINAL_STATUSES, status
+        # Every message is born waiting today; a rule that refuses at intake (issue 3) will add a final one.
+        if status not in WAITING_STATUSES:
+            raise ValueError(f"a new message must start waiting, not {status}")
         record = message.model_dump(exclude={"history"})
         index_keys = [
             keys.index_all(message.subaccount),
@@ -95,21 +100,17 @@ class MessageStore:
             message.id,
             "1" if message.reference_id else "0",
             flat["created_at"],
-            flat["due_at"] if status in WAITING_STATUSES else "",
+            flat["due_at"],
             entry.model_dump_json(),
             status.value,
         ]
         for field, value in flat.items():
             args += [field, value]
-        due_key = keys.DUE if status in WAITING_STATUSES else keys.RETENTION
-        if status not in WAITING_STATUSES:
-            # Born final (refused by a rule): it goes straight into the retention index instead of the due one.
-            args[3] = str(to_ms(message.created_at + self.retention))
         created, found_id = await self._create(
-            keys=[keys.message(message.id), keys.history(message.id), ref_key, due_key, keys.EVENTS, *index_keys],
+            keys=[keys.message(message.id), keys.history(message.id), ref_key, keys.DUE, keys.EVENTS, *index_keys],
             args=args,
         )
-        return (found_id.decode() if isinstance(found_id, bytes) else str(found_id)), bool(created)
+        return _str(found_id), bool(created)
 
     async def get(self, message_id: str) -> Message | None:
         """The message with its history, or None."""
@@ -135,7 +136,7 @@ class MessageStore:
         found = await self.redis.get(keys.reference(subaccount, reference_id))
         if found is None:
             return None
-        return await self.get(found.decode() if isinstance(found, bytes) else str(found))
+        return await self.get(_str(found))
 
     async def transition(
         self,
@@ -213,7 +214,7 @@ class MessageStore:
             ],
         )
         code, status, version, attempts = result[:4]
-        status_s = status.decode() if isinstance(status, bytes) else str(status)
+        status_s = _str(status)
         record = None
         if len(result) > 4:
             flat = result[4]
@@ -230,12 +231,12 @@ class MessageStore:
     async def waiting_due(self, until: datetime, limit: int, offset: int = 0) -> list[str]:
         """Ids of programmed or blocked messages due by ``until``, oldest first (``offset`` pages on)."""
         ids = await self.redis.zrangebyscore(keys.DUE, "-inf", to_ms(until), start=offset, num=limit)
-        return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+        return [_str(i) for i in ids]
 
     async def lease_expired(self, now: datetime, limit: int) -> list[str]:
         """Ids of processing or sending messages whose worker lease ran out by ``now``."""
         ids = await self.redis.zrangebyscore(keys.INFLIGHT, "-inf", to_ms(now), start=0, num=limit)
-        return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+        return [_str(i) for i in ids]
 
     async def purge_expired(self, now: datetime, limit: int = 1000) -> int:
         """Delete final messages whose retention ran out (with their history and index entries)."""
@@ -248,7 +249,7 @@ class MessageStore:
             ids = await self.redis.zrevrange(key, 0, limit - 1)
         else:
             ids = await self.redis.zrange(key, 0, limit - 1)
-        return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+        return [_str(i) for i in ids]
 
     @staticmethod
     def _load(raw: dict[str, str], history: list[bytes] | list[str]) -> Message:

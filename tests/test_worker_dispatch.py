@@ -1,6 +1,7 @@
 """The dispatch job on a real arq Worker (burst mode) over fakeredis, with the scriptable mock provider."""
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -10,7 +11,7 @@ from sendq.errors import InvalidInput, MessageNotFound, ProviderError
 from sendq.message import utcnow
 from sendq.settings import Settings
 from sendq.status import MessageStatus as S
-from sendq.store import MessageStore
+from sendq.store import MessageStore, Transition
 from tests.conftest import RunWorker
 from tests.helpers import new_message, statuses
 
@@ -131,26 +132,22 @@ async def test_cancel_after_send_is_refused(scheduler: Scheduler, run_worker: Ru
     assert not outcome.cancelled and outcome.status is S.SENT
 
 
-async def test_cancel_while_processing_stops_the_send(scheduler: Scheduler, run_worker: RunWorker) -> None:
+async def test_cancel_while_processing_stops_the_send(
+    scheduler: Scheduler, run_worker: RunWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A cancel that lands between the claim and the provider call prevents the call."""
     msg = (await scheduler.program(new_message())).message
-
     provider = MockProvider()
-    # The worker builds its own store: fire the cancel just before its claim -> sending step.
-    import sendq.store as store_mod
+    original = MessageStore.transition
 
-    orig_cls_transition = store_mod.MessageStore.transition
-
-    async def cls_transition(self, message_id: str, **kw):  # type: ignore[no-untyped-def]
+    async def cancel_first(self: MessageStore, message_id: str, **kw: Any) -> Transition:
+        # The worker builds its own store: fire the cancel just before its processing -> sending step.
         if kw["to"] is S.SENDING:
             await scheduler.cancel(message_id)
-        return await orig_cls_transition(self, message_id, **kw)
+        return await original(self, message_id, **kw)
 
-    store_mod.MessageStore.transition = cls_transition  # type: ignore[method-assign]
-    try:
-        await run_worker(provider)
-    finally:
-        store_mod.MessageStore.transition = orig_cls_transition  # type: ignore[method-assign]
+    monkeypatch.setattr(MessageStore, "transition", cancel_first)
+    await run_worker(provider)
     got = await scheduler.get(msg.id)
     assert got.status is S.CANCELLED and provider.sent == []
     assert statuses(got.history) == ["programmed", "processing", "cancelled"]
