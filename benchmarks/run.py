@@ -42,7 +42,8 @@ from arq.connections import ArqRedis
 from scheduler.enqueue import connect, deserialize_job, redis_settings, serialize_job
 from scheduler.intake import Scheduler
 from sendq import keys
-from sendq.message import Channel, NewMessage, utcnow
+from sendq.channel import Channel
+from sendq.message import NewMessage, utcnow
 from sendq.settings import Settings
 from sendq.status import MessageStatus
 from sendq.store import MessageStore
@@ -338,7 +339,7 @@ def bench_message(subaccount: str, i: int, send_at: datetime | None = None) -> N
     return NewMessage(
         subaccount=subaccount,
         channel=Channel.SMS,
-        to=f"+1555{i:07d}",
+        to=f"+1415{2000000 + i:07d}",
         body=f"benchmark message {i}",
         send_at=send_at,
     )

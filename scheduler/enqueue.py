@@ -1,7 +1,7 @@
 """Enqueueing dispatch jobs: versioned job ids, JSON payloads, only ids in the queue."""
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
@@ -62,6 +62,10 @@ async def enqueue_dispatch(
 
     Returns False when that versioned job already exists (arq answers None), which is fine: it will run.
     """
+    if at is not None and at <= datetime.now(UTC):
+        # arq derives the job key's expiry from the defer time; one far in the past makes it negative (PSETEX
+        # refuses), and a past time means "now" anyway.
+        at = None
     job = await arq.enqueue_job(
         JobName.DISPATCH.value,
         message_id,

@@ -12,11 +12,15 @@ from redis.exceptions import RedisError
 
 from scheduler.enqueue import discard_dispatch, enqueue_dispatch
 from scheduler.requeue import reprogram
+from sendq.channel import Channel
 from sendq.errors import InvalidInput, MessageNotFound
 from sendq.message import HistoryEntry, Message, NewMessage, new_message_id, to_ms, utcnow
+from sendq.policy import Policy, Verdict
+from sendq.segments import count_segments
 from sendq.settings import Settings
 from sendq.status import CANCELLABLE_STATUSES, MessageStatus
 from sendq.store import MessageStore
+from sendq.subaccounts import SubaccountStore
 
 log = structlog.get_logger("sendq.scheduler")
 
@@ -61,6 +65,21 @@ def parse_new_message(data: dict[str, Any]) -> NewMessage:
         raise InvalidInput(field, err["msg"].removeprefix("Value error, ")) from None
 
 
+def _refused(message: Message, verdict: Verdict, now: datetime) -> Message:
+    """The record of a message a rule refused at intake: stored with its status, reason and history entry."""
+    assert verdict.status is not None
+    changes: dict[str, Any] = {
+        "status": verdict.status,
+        "reason": verdict.reason,
+        "history": [HistoryEntry(status=verdict.status, at=now, reason=verdict.reason, detail=verdict.detail)],
+    }
+    if verdict.release_at is not None:
+        # Deferred: it goes out at the release time and keeps its whole validity from then.
+        changes["due_at"] = verdict.release_at
+        changes["valid_until"] = max(message.valid_until, verdict.release_at + (message.valid_until - message.due_at))
+    return message.model_copy(update=changes)
+
+
 class Scheduler:
     """Admits messages into the store and keeps their arq jobs in step with it."""
 
@@ -68,12 +87,18 @@ class Scheduler:
         self.store = store
         self.arq = arq
         self.settings = settings
+        self.subaccounts = SubaccountStore(store.redis)
+        self.rules = Policy.from_settings(settings)
 
     async def program(self, new: NewMessage, *, now: datetime | None = None) -> Programmed:
-        """Store a message as ``programmed`` and enqueue its dispatch at ``send_at`` (or now).
+        """Judge a message by its subaccount's rules, store it, and enqueue its dispatch at ``send_at`` (or now).
+
+        A message a rule refuses is stored too, with its status and reason, so that it shows in the lists:
+        ``error`` (suppressed, restricted content, outside the WhatsApp window, ...) or ``blocked_time`` (its
+        time is outside the subaccount's windows: deferred to the next allowed instant, or held).
 
         Raises:
-            InvalidInput: the send time is already past the message's validity.
+            InvalidInput: the send time is already past the message's validity (nothing is stored).
         """
         now = now or utcnow()
         base = new.send_at or now
@@ -99,17 +124,25 @@ class Scheduler:
             created_by=new.created_by,
             created_at=now,
             valid_until=valid_until,
+            segments=count_segments(new.body).segments if new.channel is Channel.SMS and new.body else None,
             status=MessageStatus.PROGRAMMED,
             status_at=now,
             due_at=max(base, now),
             history=[HistoryEntry(status=MessageStatus.PROGRAMMED, at=now, reason="created")],
         )
-        found_id, created = await self.store.create(message)
+        ctx = await self.subaccounts.context(message.subaccount, message.channel, message.to)
+        verdict = self.rules.check(message, ctx, message.due_at)
+        if not verdict.allowed:
+            message = _refused(message, verdict, now)
+        held = message.status is MessageStatus.BLOCKED_TIME and verdict.release_at is None
+        found_id, created = await self.store.create(message, held=held)
         if not created:
             existing = await self.store.get(found_id)
             if existing is None:  # purged between the two calls; vanishingly rare
                 raise MessageNotFound(found_id)
             return Programmed(existing, created=False)
+        if message.status is MessageStatus.ERROR or held:  # no job: nothing to send, or an operator decides
+            return Programmed(message, created=True)
         at = message.due_at if message.due_at > now else None
         try:
             await enqueue_dispatch(
@@ -176,6 +209,17 @@ class Scheduler:
         now = now or utcnow()
         self._check_horizon("at", at, now)
         message = await self.get(message_id)
+        ctx = await self.subaccounts.context(message.subaccount, message.channel, message.to)
+        blocked = self.rules.window(message, ctx, max(at, now))
+        if not blocked.allowed:
+            # An operator moving a message out of blocked_time wants it to go; a time still outside the windows
+            # would only block it again at send time.
+            windows = ctx.rules.windows
+            nxt = windows.next_allowed(max(at, now))
+            hint = f"; the next allowed time is {nxt.isoformat()}" if nxt else ""
+            raise InvalidInput(
+                "at", f"is outside the sending windows of subaccount {message.subaccount} ({windows.describe()}){hint}"
+            )
         window = message.valid_until - (message.send_at or message.created_at)
         result = await reprogram(
             self.store,

@@ -7,6 +7,8 @@ from typing import Any
 from arq.connections import ArqRedis
 
 from scheduler.enqueue import enqueue_dispatch
+from sendq.message import Message
+from sendq.policy import Verdict
 from sendq.status import MessageStatus
 from sendq.store import MessageStore, Transition
 
@@ -47,4 +49,39 @@ async def reprogram(
     if result.ok:
         at = due_at if due_at > now else None
         await enqueue_dispatch(arq, message_id, result.job_version, at=at, queue_name=queue_name)
+    return result
+
+
+async def block(
+    store: MessageStore,
+    arq: ArqRedis,
+    message: Message,
+    *,
+    queue_name: str,
+    expected_version: int,
+    now: datetime,
+    verdict: Verdict,
+) -> Transition:
+    """Move a claimed message to ``blocked_time``: deferred (a new job at the release time) or held (no job).
+
+    A deferred message keeps the validity it had left, counted from its release.
+    """
+    release = verdict.release_at
+    fields: dict[str, Any] = {}
+    if release is not None:
+        fields["valid_until"] = max(message.valid_until, release + (message.valid_until - message.due_at))
+    result = await store.transition(
+        message.id,
+        from_={MessageStatus.PROCESSING},
+        to=MessageStatus.BLOCKED_TIME,
+        now=now,
+        reason=verdict.reason,
+        detail=verdict.detail,
+        expected_version=expected_version,
+        bump_version=True,
+        due_at=release,
+        fields=fields,
+    )
+    if result.ok and release is not None:
+        await enqueue_dispatch(arq, message.id, result.job_version, at=release, queue_name=queue_name)
     return result

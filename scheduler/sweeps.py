@@ -1,7 +1,7 @@
 """Sweeps that run on a clock (as a unique arq cron job): nothing is lost silently.
 
 - leases: a message left in ``processing`` or ``sending`` by a dead worker is taken back;
-- re-drive: a ``programmed`` message overdue with no arq job (Redis restart, expired job key, a crash
+- re-drive: a ``programmed`` (or deferred ``blocked_time``) message overdue with no arq job (Redis restart, expired job key, a crash
   between store and enqueue) gets a new versioned job;
 - retention: final messages past retention are deleted with their index entries.
 """
@@ -122,7 +122,9 @@ async def redrive_due(
 async def _redrive_page(
     store: MessageStore, arq: ArqRedis, settings: Settings, now: datetime, ids: list[str], report: SweepReport
 ) -> None:
-    messages = [m for m in await store.get_many(ids) if m.status is MessageStatus.PROGRAMMED]
+    # A deferred blocked_time message past its release time is due like a programmed one.
+    waiting = {MessageStatus.PROGRAMMED, MessageStatus.BLOCKED_TIME}
+    messages = [m for m in await store.get_many(ids) if m.status in waiting]
     if not messages:
         return
     async with arq.pipeline(transaction=False) as pipe:
@@ -138,7 +140,7 @@ async def _redrive_page(
             arq,
             message.id,
             queue_name=settings.queue_name,
-            from_={MessageStatus.PROGRAMMED},
+            from_=waiting,
             expected_version=message.job_version,
             now=now,
             due_at=message.due_at,

@@ -59,9 +59,9 @@ def run_dev(settings: Settings, *, port: int | None = None, latency_ms: float = 
         f"sendq dev: Redis at {url} ({where}); worker running with the mock provider.\n"
         "In another terminal:\n"
         f"  export SENDQ_REDIS_URL={url}\n"
-        '  sendq send --subaccount demo --channel sms --to +15551234567 --body "Hello from sendq"\n'
+        '  sendq send --subaccount demo --channel sms --to +14155552671 --body "Hello from sendq"\n'
         "  sendq status <the id it printed>\n"
-        f'  sendq send --subaccount demo --channel sms --to +15551234567 --body "later" --at <ISO time with offset>\n'
+        f'  sendq send --subaccount demo --channel sms --to +14155552671 --body "later" --at <ISO time with offset>\n'
         "  sendq cancel <id>\n"
         "Ctrl-C stops.",
         flush=True,

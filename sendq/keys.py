@@ -46,3 +46,32 @@ def index(subaccount: str, name: str, value: str) -> str:
 
 def index_all(subaccount: str) -> str:
     return f"sendq:idx:{subaccount}:all"
+
+
+def subaccount_rules(subaccount: str) -> str:
+    """string: the subaccount's rules as JSON (absent = defaults)"""
+    return f"sendq:sub:{subaccount}:rules"
+
+
+def allowed_terms(subaccount: str) -> str:
+    """set: restricted terms an operator enabled for the subaccount (normalised)"""
+    return f"sendq:sub:{subaccount}:allow:terms"
+
+
+def allowed_domains(subaccount: str) -> str:
+    """set: link domains an operator enabled for the subaccount (A-labels)"""
+    return f"sendq:sub:{subaccount}:allow:domains"
+
+
+def suppression(subaccount: str, channel: str) -> str:
+    """hash: contact -> JSON entry (reason, source, message id, time) of contacts never to be sent to"""
+    return f"sendq:sub:{subaccount}:suppressed:{channel}"
+
+
+def last_inbound(subaccount: str) -> str:
+    """hash: contact -> ms of the contact's latest inbound message (the WhatsApp customer-care window)"""
+    return f"sendq:sub:{subaccount}:inbound"
+
+
+#: set: subaccounts that have stored rules, allowlists or suppressions (for listing)
+SUBACCOUNTS: Final = "sendq:subaccounts"

@@ -7,8 +7,9 @@ Index key layout (built here from stored fields, see ``sendq/keys.py``): ``sendq
 
 from typing import Final
 
-#: KEYS: msg, history, ref, due, events, index keys...
-#: ARGV: id, has_ref, created_ms, due_ms, history_json, status, field/value pairs...
+#: KEYS: msg, history, ref, due, events, retention, index keys...
+#: ARGV: 1 id, 2 has_ref, 3 created_ms, 4 due_ms or '' (not waiting on the clock), 5 history_json, 6 status,
+#:       7 retention score or '' (not final), 8.. field/value pairs
 #: Returns {created (1/0), id}: 0 with the existing id when the reference or id is taken.
 CREATE: Final = """
 if ARGV[2] == '1' then
@@ -17,12 +18,13 @@ if ARGV[2] == '1' then
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return {0, ARGV[1]} end
 local fields = {}
-for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('RPUSH', KEYS[2], ARGV[5])
 if ARGV[2] == '1' then redis.call('SET', KEYS[3], ARGV[1]) end
-redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
-for i = 6, #KEYS do redis.call('ZADD', KEYS[i], ARGV[3], ARGV[1]) end
+if ARGV[4] ~= '' then redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1]) end
+if ARGV[7] ~= '' then redis.call('ZADD', KEYS[6], ARGV[7], ARGV[1]) end
+for i = 7, #KEYS do redis.call('ZADD', KEYS[i], ARGV[3], ARGV[1]) end
 redis.call('XADD', KEYS[5], 'MAXLEN', '~', 100000, '*', 'id', ARGV[1], 'from', '', 'to', ARGV[6],
            'at', ARGV[3], 'attempt', 0)
 return {1, ARGV[1]}

@@ -4,26 +4,22 @@ import json
 import secrets
 import time
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from sendq.channel import Channel
+from sendq.errors import InvalidInput
+from sendq.recipients import canonical_recipient
 from sendq.status import MessageStatus
-
-
-class Channel(StrEnum):
-    """The channels a message can go out on."""
-
-    #: text message to an E.164 number
-    SMS = "sms"
-    #: WhatsApp message (free-form or template)
-    WHATSAPP = "whatsapp"
-    #: web chat / in-app chat
-    WEBCHAT = "webchat"
-    #: e-mail
-    EMAIL = "email"
-
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 
@@ -62,6 +58,17 @@ class NewMessage(BaseModel):
     created_by: Token | None = None
     #: how long after its send time the message may still go out; None takes the configured default
     validity: timedelta | None = None
+
+    @field_validator("to")
+    @classmethod
+    def _recipient(cls, value: str, info: ValidationInfo) -> str:
+        channel = info.data.get("channel")
+        if channel is None:  # the channel itself was invalid; that error is reported
+            return value
+        try:
+            return canonical_recipient(channel, value)
+        except InvalidInput as exc:
+            raise ValueError(exc.reason) from None
 
     @field_validator("send_at")
     @classmethod
@@ -116,6 +123,8 @@ class Message(BaseModel):
     status: MessageStatus
     status_at: datetime
     reason: str | None = None
+    #: SMS segments the body needs (GSM-7 or UCS-2 packing); None for other channels and templates
+    segments: int | None = None
     #: provider calls started so far
     attempts: int = 0
     #: when the message is next due (its send time, or its next attempt)

@@ -6,6 +6,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sendq.content import DEFAULT_RESTRICTED_TERMS
+
 
 class MockProviderSettings(BaseModel):
     """The in-process mock provider (for ``sendq dev`` and unit tests)."""
@@ -62,6 +64,11 @@ class Settings(BaseSettings):
     health_check_interval_s: int = Field(30, ge=1)
     #: refuse to start a worker on a Redis whose maxmemory-policy can evict keys
     require_noeviction: bool = True
+
+    #: terms no subaccount may send until an operator enables them for it (JSON list in the environment)
+    restricted_terms: tuple[str, ...] = DEFAULT_RESTRICTED_TERMS
+    #: links need their domain enabled for the subaccount (seed 001: "some words or links need to be enabled")
+    links_restricted: bool = True
 
     log_level: str = "INFO"
     #: None chooses by terminal: console on a TTY, JSON otherwise

@@ -75,8 +75,11 @@ CANCELLABLE_STATUSES: Final = frozenset(s for s, targets in TRANSITIONS.items() 
 FINAL_STATUSES: Final = frozenset(s for s in TRANSITIONS if _S.SENDING not in _reachable(s) and s != _S.SENDING)
 #: A worker holds the message under a lease; the recovery sweep resolves it if the lease runs out.
 LEASED_STATUSES: Final = frozenset({_S.PROCESSING, _S.SENDING})
-#: Waiting on the clock; listed in the due index.
+#: Waiting on the clock; listed in the due index (a held ``blocked_time`` message waits for an operator instead).
 WAITING_STATUSES: Final = frozenset({_S.PROGRAMMED, _S.BLOCKED_TIME})
+#: A message is born programmed, or, when a subaccount rule refuses it at intake, blocked_time or error: it is
+#: stored either way so that it shows in the sent-messages list with its reason.
+INITIAL_STATUSES: Final = frozenset({_S.PROGRAMMED, _S.BLOCKED_TIME, _S.ERROR})
 
 
 def can_transition(current: MessageStatus, new: MessageStatus) -> bool:

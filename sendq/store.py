@@ -10,11 +10,11 @@ from redis.asyncio import Redis
 
 from sendq import keys, lua
 from sendq.message import HistoryEntry, Message, fields_to_redis, from_ms, to_ms
-from sendq.status import FINAL_STATUSES, LEASED_STATUSES, WAITING_STATUSES, MessageStatus
+from sendq.status import FINAL_STATUSES, INITIAL_STATUSES, LEASED_STATUSES, WAITING_STATUSES, MessageStatus
 
 # Fields that hold the record; everything else in Message is derived or kept elsewhere (history).
 _DATETIME_FIELDS = frozenset({"send_at", "created_at", "valid_until", "status_at", "due_at"})
-_INT_FIELDS = frozenset({"attempts", "job_version"})
+_INT_FIELDS = frozenset({"attempts", "job_version", "segments"})
 _BOOL_FIELDS = frozenset({"reuse_key", "provider_idempotent"})
 _JSON_FIELDS = frozenset({"variables"})
 
@@ -72,17 +72,22 @@ class MessageStore:
                 await self.redis.script_load(script.script)
             self._loaded = True
 
-    async def create(self, message: Message) -> tuple[str, bool]:
+    async def create(self, message: Message, *, held: bool = False) -> tuple[str, bool]:
         """Store a new message in its initial status. Returns ``(id, created)``.
+
+        A ``programmed`` or deferred ``blocked_time`` message is listed as due at ``due_at``; a held
+        ``blocked_time`` one (``held=True``) waits for an operator; an ``error`` one (refused by a rule) is
+        final from birth and counts towards retention.
 
         When the subaccount already has a message with the same ``reference_id``, nothing is written and the
         existing message's id comes back with ``created=False``.
         """
         await self._load_scripts()
         status = message.status
-        # Every message is born waiting today; a rule that refuses at intake (issue 3) will add a final one.
-        if status not in WAITING_STATUSES:
-            raise ValueError(f"a new message must start waiting, not {status}")
+        if status not in INITIAL_STATUSES:
+            raise ValueError(f"a new message must start in one of {sorted(INITIAL_STATUSES)}, not {status}")
+        if held and status is not MessageStatus.BLOCKED_TIME:
+            raise ValueError("only a blocked_time message can be held")
         record = message.model_dump(exclude={"history"})
         index_keys = [
             keys.index_all(message.subaccount),
@@ -100,14 +105,23 @@ class MessageStore:
             message.id,
             "1" if message.reference_id else "0",
             flat["created_at"],
-            flat["due_at"],
+            flat["due_at"] if status in WAITING_STATUSES and not held else "",
             entry.model_dump_json(),
             status.value,
+            str(to_ms(message.created_at + self.retention)) if status in FINAL_STATUSES else "",
         ]
         for field, value in flat.items():
             args += [field, value]
         created, found_id = await self._create(
-            keys=[keys.message(message.id), keys.history(message.id), ref_key, keys.DUE, keys.EVENTS, *index_keys],
+            keys=[
+                keys.message(message.id),
+                keys.history(message.id),
+                ref_key,
+                keys.DUE,
+                keys.EVENTS,
+                keys.RETENTION,
+                *index_keys,
+            ],
             args=args,
         )
         return _str(found_id), bool(created)
@@ -164,7 +178,8 @@ class MessageStore:
             expected_version: also require this job version (a stale arq job then does nothing).
             bump_version: increment the job version (the caller enqueues the new versioned job).
             count_attempt: increment ``attempts`` (a provider call starts).
-            due_at: required when ``to`` waits on the clock (programmed, blocked_time).
+            due_at: required when ``to`` waits on the clock (programmed, a deferred blocked_time); None with
+                ``to=BLOCKED_TIME`` holds the message for an operator (it leaves the due index).
             lease_until: required when ``to`` is leased (processing, sending).
             lease_expired_by: refuse unless the current lease ran out by then (for the recovery sweep).
             fields: other record fields to set with the change.
@@ -173,7 +188,7 @@ class MessageStore:
         Returns:
             What happened; ``ok`` is false when the message was not in ``from_`` (or not at that version).
         """
-        if to in WAITING_STATUSES and due_at is None:
+        if to is MessageStatus.PROGRAMMED and due_at is None:
             raise ValueError(f"due_at is required to enter {to}")
         if to in LEASED_STATUSES and lease_until is None:
             raise ValueError(f"lease_until is required to enter {to}")
@@ -258,7 +273,7 @@ class MessageStore:
             if field in _DATETIME_FIELDS:
                 values[field] = from_ms(value) if value else None
             elif field in _INT_FIELDS:
-                values[field] = int(value)
+                values[field] = int(value) if value else None
             elif field in _BOOL_FIELDS:
                 values[field] = value == "1"
             elif field in _JSON_FIELDS:

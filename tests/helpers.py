@@ -3,11 +3,12 @@
 from datetime import datetime
 from typing import Any
 
-from sendq.message import Channel, NewMessage
+from sendq.channel import Channel
+from sendq.message import NewMessage
 
 
 def new_message(**overrides: Any) -> NewMessage:
-    data: dict[str, Any] = {"subaccount": "acme", "channel": Channel.SMS, "to": "+15551234567", "body": "hello"}
+    data: dict[str, Any] = {"subaccount": "acme", "channel": Channel.SMS, "to": "+14155552671", "body": "hello"}
     data.update(overrides)
     return NewMessage(**data)
 

@@ -28,7 +28,7 @@ async def test_sigterm_lets_running_sends_finish(scheduler_real: Scheduler, clus
     cluster = cluster_factory(provider_args=["--latency-ms", "1500"])
     await asyncio.to_thread(cluster.start_provider)
     worker = cluster.start_worker()
-    ids = [(await scheduler_real.program(new_message(to=f"+1555000{i:04d}"))).message.id for i in range(5)]
+    ids = [(await scheduler_real.program(new_message(to=f"+1415555{i:04d}"))).message.id for i in range(5)]
     deadline = asyncio.get_running_loop().time() + 20
     while True:
         sending = [m for m in await scheduler_real.store.get_many(ids) if m.status is S.SENDING]
@@ -39,7 +39,7 @@ async def test_sigterm_lets_running_sends_finish(scheduler_real: Scheduler, clus
     assert worker.proc is not None
     worker.proc.send_signal(signal.SIGTERM)
     await asyncio.sleep(0.3)
-    later = (await scheduler_real.program(new_message(to="+15559999999"))).message.id
+    later = (await scheduler_real.program(new_message(to="+14155559999"))).message.id
     code = await asyncio.to_thread(worker.proc.wait, 20)
     assert code == 0
     after = {m.id: m for m in await scheduler_real.store.get_many([*ids, later])}

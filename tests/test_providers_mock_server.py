@@ -23,8 +23,9 @@ from providers.mock_server import (
     config_from_args,
     read_log,
 )
+from sendq.channel import Channel
 from sendq.errors import PermanentProviderError, RateLimited, RetryableProviderError
-from sendq.message import Channel, Message, new_message_id
+from sendq.message import Message, new_message_id
 from sendq.status import MessageStatus
 
 StartServer = Callable[..., MockProviderServer]
@@ -37,7 +38,7 @@ def http_client(timeout: float, **kwargs: Any) -> httpx.AsyncClient:
     return httpx.AsyncClient(timeout=timeout, verify=_TLS, **kwargs)
 
 
-def make_message(to: str = "+15551234567") -> Message:
+def make_message(to: str = "+14155552671") -> Message:
     now = datetime.now(UTC)
     return Message(
         id=new_message_id(),
@@ -54,7 +55,7 @@ def make_message(to: str = "+15551234567") -> Message:
 
 
 def message_json(**overrides: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {"message_id": new_message_id(), "channel": "sms", "to": "+15551234567", "body": "hi"}
+    data: dict[str, Any] = {"message_id": new_message_id(), "channel": "sms", "to": "+14155552671", "body": "hi"}
     data.update(overrides)
     return data
 
@@ -250,7 +251,7 @@ async def test_reject_prefix_is_permanent(start_server: StartServer, client: htt
     with pytest.raises(PermanentProviderError) as caught:
         await provider.send(make_message(to="+19990000000"), idempotency_key="bad")
     assert (caught.value.status_code, caught.value.code) == (400, "invalid_recipient")
-    result = await provider.send(make_message(to="+15550000000"), idempotency_key="good")
+    result = await provider.send(make_message(to="+14155550000"), idempotency_key="good")
     assert [e["provider_id"] for e in events(server, "accepted")] == [result.provider_message_id]
     assert server.snapshot()["rejected"] == 1
 

@@ -137,7 +137,7 @@ async def test_redrive_pages_past_a_live_backlog(
     from scheduler import sweeps
 
     monkeypatch.setattr(sweeps, "SWEEP_LIMIT", 3)
-    ids = [(await scheduler.program(new_message(to=f"+1555000000{i}"))).message.id for i in range(7)]
+    ids = [(await scheduler.program(new_message(to=f"+141555500{i:02d}"))).message.id for i in range(7)]
     lost = await scheduler.get(ids[-1])
     await fake_arq.delete(f"arq:job:{lost.job_id}")
     report = await run_sweeps(store, fake_arq, settings, utcnow() + timedelta(seconds=settings.redrive_after_s + 1))

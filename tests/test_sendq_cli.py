@@ -29,7 +29,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], fragment: st
     assert "Traceback" not in result.stderr
 
 
-SEND = ["send", "--subaccount", "acme", "--channel", "sms", "--to", "+15551234567", "--body", "hi"]
+SEND = ["send", "--subaccount", "acme", "--channel", "sms", "--to", "+14155552671", "--body", "hi"]
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ def record(message_id: str = "m1", **overrides: object) -> Message:
         "id": message_id,
         "subaccount": "acme",
         "channel": "sms",
-        "to": "+15551234567",
+        "to": "+14155552671",
         "body": "hi",
         "created_at": NOW,
         "valid_until": NOW + timedelta(hours=1),

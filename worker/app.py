@@ -24,8 +24,10 @@ from scheduler.sweeps import run_sweeps
 from sendq.errors import ConfigurationError
 from sendq.keys import JobName
 from sendq.message import utcnow
+from sendq.policy import Policy
 from sendq.settings import Settings
 from sendq.store import MessageStore
+from sendq.subaccounts import SubaccountStore
 from worker.dispatch import dispatch
 from worker.redis_policy import check_redis_policy
 from worker.services import Services, services
@@ -64,15 +66,17 @@ def worker_settings(
             log.info("worker.redis_checked", **facts)
         http = httpx.AsyncClient(timeout=httpx.Timeout(settings.http.timeout_s, connect=5.0))
         chosen = provider if provider is not None else build_provider(settings, http)
-        policy = BackoffPolicy.from_settings(settings)
+        backoff = BackoffPolicy.from_settings(settings)
         if rng is not None:
-            policy = BackoffPolicy(policy.base_s, policy.cap_s, policy.max_attempts, rng)
+            backoff = BackoffPolicy(backoff.base_s, backoff.cap_s, backoff.max_attempts, rng)
         ctx["services"] = Services(
             settings=settings,
             store=MessageStore(arq, retention=timedelta(seconds=settings.retention_s)),
             arq=arq,
             provider=chosen,
-            policy=policy,
+            backoff=backoff,
+            subaccounts=SubaccountStore(arq),
+            rules=Policy.from_settings(settings),
             http=http,
             clock=clock,
         )

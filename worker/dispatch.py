@@ -7,10 +7,12 @@ import structlog
 
 from providers.base import SendResult
 from scheduler.backoff import RetryDecision
-from scheduler.requeue import reprogram
+from scheduler.requeue import block, reprogram
 from sendq.errors import ProviderError, RetryableProviderError
 from sendq.message import Message
+from sendq.policy import Verdict
 from sendq.status import MessageStatus
+from sendq.store import Transition
 from worker.services import Services, services
 
 log = structlog.get_logger("sendq.dispatch")
@@ -37,20 +39,45 @@ async def dispatch(ctx: dict[str, Any], message_id: str, version: int) -> str:
     """
     svc = services(ctx)
     with structlog.contextvars.bound_contextvars(message_id=message_id, job_version=version):
-        now = svc.clock()
-        claim = await svc.store.transition(
-            message_id,
-            from_={_S.PROGRAMMED},
-            to=_S.PROCESSING,
-            now=now,
-            expected_version=version,
-            lease_until=now + timedelta(seconds=svc.settings.lease_s),
-            return_record=True,
-        )
+        claim = await _claim(svc, message_id, version)
+        if not claim.ok and claim.status is _S.BLOCKED_TIME and claim.job_version == version:
+            claim = await _release(svc, message_id, version)
         if not claim.ok or claim.record is None:
             log.info("message.skipped", status=claim.status, current_version=claim.job_version)
             return f"skipped:{claim.status}"
         return await _process(svc, claim.record, version)
+
+
+async def _claim(svc: Services, message_id: str, version: int) -> Transition:
+    now = svc.clock()
+    return await svc.store.transition(
+        message_id,
+        from_={_S.PROGRAMMED},
+        to=_S.PROCESSING,
+        now=now,
+        expected_version=version,
+        lease_until=now + timedelta(seconds=svc.settings.lease_s),
+        return_record=True,
+    )
+
+
+async def _release(svc: Services, message_id: str, version: int) -> Transition:
+    """A deferred message's job fires at its release time: back to ``programmed``, then claim it."""
+    message = await svc.store.get(message_id)
+    now = svc.clock()
+    if message is None or message.due_at > now + _EARLY_TOLERANCE:
+        # Fired early (clock skew): the re-drive sweep releases it once it is due.
+        return Transition(False, _S.BLOCKED_TIME, version, message.attempts if message else 0)
+    released = await svc.store.transition(
+        message_id,
+        from_={_S.BLOCKED_TIME},
+        to=_S.PROGRAMMED,
+        now=now,
+        reason="window_open",
+        expected_version=version,
+        due_at=now,
+    )
+    return await _claim(svc, message_id, version) if released.ok else released
 
 
 async def _process(svc: Services, message: Message, version: int) -> str:
@@ -81,6 +108,12 @@ async def _process(svc: Services, message: Message, version: int) -> str:
             expected_version=version,
         )
         return "expired"
+    # The rules again, as of now: a backlog or a retry may have pushed the message out of its window, and an
+    # operator may have revoked an allowlist entry or suppressed the contact since it was programmed.
+    ctx = await svc.subaccounts.context(message.subaccount, message.channel, message.to)
+    verdict = svc.rules.check(message, ctx, now)
+    if not verdict.allowed:
+        return await _refused(svc, message, version, verdict)
     provider = svc.provider
     attempt = message.attempts + 1
     key = message.idempotency_key if (message.reuse_key and message.idempotency_key) else f"{message.id}:{attempt}"
@@ -113,6 +146,32 @@ async def _process(svc: Services, message: Message, version: int) -> str:
     return await _sent(svc, message, version, result)
 
 
+async def _refused(svc: Services, message: Message, version: int, verdict: Verdict) -> str:
+    now = svc.clock()
+    if verdict.status is _S.BLOCKED_TIME:
+        await block(
+            svc.store,
+            svc.arq,
+            message,
+            queue_name=svc.settings.queue_name,
+            expected_version=version,
+            now=now,
+            verdict=verdict,
+        )
+    else:
+        await svc.store.transition(
+            message.id,
+            from_={_S.PROCESSING},
+            to=_S.ERROR,
+            now=now,
+            reason=verdict.reason,
+            detail=verdict.detail,
+            expected_version=version,
+        )
+    log.info("message.refused", status=verdict.status, reason=verdict.reason)
+    return f"refused:{verdict.reason}"
+
+
 async def _sent(svc: Services, message: Message, version: int, result: SendResult) -> str:
     done = await svc.store.transition(
         message.id,
@@ -139,7 +198,7 @@ async def _sent(svc: Services, message: Message, version: int, result: SendResul
 
 async def _failed(svc: Services, message: Message, version: int, attempt: int, error: ProviderError) -> str:
     now = svc.clock()
-    decision = svc.policy.decide(attempt, error, now=now, valid_until=message.valid_until)
+    decision = svc.backoff.decide(attempt, error, now=now, valid_until=message.valid_until)
     # Once an attempt's outcome is unknown, the key stays until an answer settles it: a 429 or 500 to a later
     # attempt with the same key says nothing about whether the first one was accepted.
     reuse_key = error.ambiguous or message.reuse_key

@@ -10,8 +10,10 @@ from arq.connections import ArqRedis
 
 from providers.base import Provider
 from scheduler.backoff import BackoffPolicy
+from sendq.policy import Policy
 from sendq.settings import Settings
 from sendq.store import MessageStore
+from sendq.subaccounts import SubaccountStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +22,9 @@ class Services:
     store: MessageStore
     arq: ArqRedis
     provider: Provider
-    policy: BackoffPolicy
+    backoff: BackoffPolicy
+    subaccounts: SubaccountStore
+    rules: Policy
     http: httpx.AsyncClient
     clock: Callable[[], datetime]
 

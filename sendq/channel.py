@@ -1,0 +1,16 @@
+"""The channels a message can go out on."""
+
+from enum import StrEnum
+
+
+class Channel(StrEnum):
+    """The channels a message can go out on."""
+
+    #: text message to an E.164 number
+    SMS = "sms"
+    #: WhatsApp message (free-form or template)
+    WHATSAPP = "whatsapp"
+    #: web chat / in-app chat
+    WEBCHAT = "webchat"
+    #: e-mail
+    EMAIL = "email"
