@@ -39,6 +39,7 @@ from typing import Any
 
 from arq.connections import ArqRedis
 
+from benchmarks import content as content_bench
 from scheduler.enqueue import connect, deserialize_job, redis_settings, serialize_job
 from scheduler.intake import Scheduler
 from sendq import keys
@@ -59,6 +60,8 @@ CHUNK = 200
 RATIO_TARGET = 0.8
 #: p99 scheduling lateness target at half the 1-worker peak rate
 LATENESS_P99_TARGET_MS = 250.0
+#: issue 3: no content check may hold the event loop this long
+CONTENT_BLOCK_TARGET_MS = 10.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -495,6 +498,8 @@ class Results:
     arq: ArqResult
     sendq: list[SendqResult]
     lateness: LatenessResult
+    #: content-rule checks (``benchmarks/content.py``)
+    content: dict[str, float]
 
     @property
     def ratio(self) -> float:
@@ -563,6 +568,9 @@ def figure_rows(r: Results) -> list[tuple[str, str]]:
         ("worker CPU per arq job / per sendq message (1 process)", worker_cpu),
         ("Redis commands per arq job / per sendq message (incl. inside Lua)", commands),
         ("redis-server CPU per arq job / per sendq message", redis_cpu),
+        ("content-rule checks/s, realistic 1-3 segment texts with links (1 core)", f"{r.content['checks_per_s']:,.0f}"),
+        ("content-rule check p99, realistic texts", f"{r.content['realistic_p99_ms']:.3f} ms"),
+        ("content-rule check, worst 10 kB hostile input", f"{r.content['hostile_worst_ms']:.2f} ms"),
     ]
     return rows
 
@@ -572,8 +580,12 @@ def target_lines(r: Results) -> list[str]:
     p99 = r.lateness.p(99)
     late_met = "met" if p99 < LATENESS_P99_TARGET_MS else "not met"
     ratio = f"{r.sendq[0].rate:,.0f} / {r.arq.rate:,.0f} = {r.ratio:.2f}x"
+    worst = r.content["hostile_worst_ms"]
+    block_met = "met" if worst < CONTENT_BLOCK_TARGET_MS else "not met"
     return [
         f"sendq (1 process) >= {RATIO_TARGET}x bare arq: **{ratio_met}** ({ratio})",
+        f"no content check blocks the event loop for {CONTENT_BLOCK_TARGET_MS:.0f} ms or more: **{block_met}** "
+        + f"(worst {worst:.2f} ms on 10 kB hostile inputs)",
         f"p99 lateness < {LATENESS_P99_TARGET_MS:.0f} ms at half peak: **{late_met}** "
         + f"(p99 {p99:.0f} ms at {r.lateness.rate:,.0f} msgs/s)",
     ]
@@ -642,6 +654,12 @@ def how_measured(r: Results) -> list[str]:
             " sent (arq: the process's CPU time over `Worker.main()`); Redis commands from `INFO commandstats`"
             " after `CONFIG RESETSTAT` (commands run inside Lua scripts count too; the benchmark's own polling is"
             " left out); Redis CPU from `INFO cpu`."
+        ),
+        (
+            "**Content rules**: `benchmarks/content.py` checks generated 1-3 segment texts (each with an enabled"
+            " and a not-enabled link) with `sendq.content.check_content` in this process, and a set of 10 kB"
+            " hostile inputs (runs of dots, brackets, fake URLs, format characters), each a few times; the worst"
+            " single check is how long it holds the event loop."
         ),
         "A small shared machine is noisy: runs vary, so treat single figures as roughly +/-30 %.",
     ]
@@ -744,6 +762,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         redis.start()
         machine = machine_facts(asyncio.run(redis_version(redis.url)))
         arq_result, sendq_results, lateness = asyncio.run(run_all(sizes, procs, redis))
+        content = content_bench.run(quick=ns.quick or ns.smoke)
+        print(f"content rules: {content['checks_per_s']:,.0f} checks/s, worst {content['hostile_worst_ms']:.2f} ms")
         ok = True
     finally:
         procs.stop_all()
@@ -762,6 +782,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         arq=arq_result,
         sendq=sendq_results,
         lateness=lateness,
+        content=content,
     )
     print()
     print(render_text(results))

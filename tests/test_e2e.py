@@ -58,7 +58,9 @@ async def program_many(scheduler: Scheduler, count: int, *, spread_s: float, imm
     ids: list[str] = []
     for i in range(count):
         send_at = None if rng.random() < immediate_share else now + timedelta(seconds=rng.uniform(0, spread_s))
-        result = await scheduler.program(new_message(to=f"+1415{2000000 + i:07d}", body=f"message {i}", send_at=send_at))
+        result = await scheduler.program(
+            new_message(to=f"+1415{2000000 + i:07d}", body=f"message {i}", send_at=send_at)
+        )
         ids.append(result.message.id)
     return ids
 
