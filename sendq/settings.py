@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from sendq.content import DEFAULT_RESTRICTED_TERMS
+from sendq.content import DEFAULT_RESTRICTED_TERMS, normalise_term
 
 
 class MockProviderSettings(BaseModel):
@@ -88,6 +88,13 @@ class Settings(BaseSettings):
             raise ValueError(f"invalid port ({exc})") from None
         if parts.scheme != "unix" and not parts.hostname:
             raise ValueError("has no host, e.g. redis://localhost:6379/0")
+        return value
+
+    @field_validator("restricted_terms")
+    @classmethod
+    def _terms(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for term in value:
+            normalise_term(term)  # a term that normalises to nothing would match nothing: say so now
         return value
 
     @model_validator(mode="after")

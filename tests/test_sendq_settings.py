@@ -39,3 +39,13 @@ def test_invalid(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], fragment:
         monkeypatch.setenv(k, v)
     with pytest.raises(ValidationError, match=fragment):
         Settings()
+
+
+def test_restricted_terms_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A JSON list replaces the default terms; a term that normalises to nothing is refused by name."""
+    monkeypatch.setenv("SENDQ_RESTRICTED_TERMS", '["Casino", "payday loan"]')
+    assert Settings().restricted_terms == ("Casino", "payday loan")
+    monkeypatch.setenv("SENDQ_RESTRICTED_TERMS", '["ok", "\\u200b"]')
+    with pytest.raises(ValidationError) as refused:
+        Settings()
+    assert refused.value.errors()[0]["loc"] == ("restricted_terms",)
