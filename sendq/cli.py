@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
@@ -127,6 +128,8 @@ def _print_message(message: Message) -> None:
         f"provider id: {message.provider_message_id or '-'}"
     )
     print(f"due:       {message.due_at.isoformat()}  valid until: {message.valid_until.isoformat()}")
+    if message.segments is not None:
+        print(f"segments:  {message.segments}")
     if message.last_error:
         print(f"last error: {message.last_error}")
     print("history:")
@@ -312,6 +315,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), EXIT_USAGE)
     except SendqError as exc:
         return _fail(str(exc), EXIT_REFUSED)
+    except BrokenPipeError:
+        # The reader went away (`sendq status ID | head`): not a Redis problem. Point stdout at /dev/null so the
+        # interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_REFUSED
     except (RedisError, OSError) as exc:
         return _fail(f"cannot reach Redis at {settings.redis_url}: {exc}", EXIT_REFUSED)
     except KeyboardInterrupt:

@@ -149,3 +149,12 @@ def test_dev_port_in_use() -> None:
         sock.listen()
         port = sock.getsockname()[1]
         assert_one_line_error(sendq("dev", "--port", str(port)), "cannot listen on")
+
+
+def test_a_closed_pipe_is_not_a_redis_error(redis_server: RedisServer) -> None:
+    """`sendq status ID | true`: a reader that goes away early is not reported as an unreachable Redis."""
+    sent = sendq(*SEND, redis_url=redis_server.url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENDQ_")} | {"SENDQ_REDIS_URL": redis_server.url}
+    shell = f"{sys.executable} -m sendq status {sent.stdout.strip()} | true"
+    result = subprocess.run(["sh", "-c", shell], capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert result.stderr == ""
