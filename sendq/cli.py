@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 from redis.exceptions import RedisError
 
-from sendq import cli_subaccount
+from sendq import cli_keys, cli_subaccount
 from sendq.errors import ConfigurationError, InvalidInput, MessageNotFound, SendqError
 from sendq.logging import configure_logging
 from sendq.message import Message
@@ -111,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     mock_server.add_arguments(mock)
 
     cli_subaccount.add_parser(sub, _aware)
+    cli_keys.add_parser(sub)
 
     dev = sub.add_parser("dev", help="try sendq: embedded Redis (unless SENDQ_REDIS_URL), worker, mock provider")
     dev.add_argument("--port", type=_port, default=6399, help="port of the embedded Redis (default 6399)")
@@ -260,8 +261,13 @@ def _cmd_subaccount(settings: Settings, ns: argparse.Namespace) -> int:
     return cli_subaccount.run(settings, ns, _with_scheduler)
 
 
+def _cmd_keys(settings: Settings, ns: argparse.Namespace) -> int:
+    return cli_keys.run(settings, ns, _with_scheduler)
+
+
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "subaccount": _cmd_subaccount,
+    "keys": _cmd_keys,
     "worker": _cmd_worker,
     "send": _cmd_send,
     "status": _cmd_status,

@@ -9,28 +9,18 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from sendq.channel import Channel
+from sendq.cli_args import subaccount_id
 from sendq.content import normalise_domain, normalise_term
 from sendq.errors import InvalidInput
-from sendq.message import SubaccountId, utcnow
+from sendq.message import utcnow
 from sendq.recipients import canonical_recipient
 from sendq.settings import Settings
 from sendq.subaccount import BlockedTimePolicy, SubaccountRules
 from sendq.subaccounts import SubaccountStore, Suppression
 from sendq.windows import parse_exception, parse_weekly
-
-_SUBACCOUNT = TypeAdapter(SubaccountId)
-
-
-def _subaccount(value: str) -> str:
-    try:
-        return _SUBACCOUNT.validate_python(value)
-    except ValidationError:
-        raise argparse.ArgumentTypeError(
-            f"{value!r} is not a subaccount id (letters, digits, '_', '.', '-'; up to 64)"
-        ) from None
 
 
 def _channel(value: str) -> Channel:
@@ -52,11 +42,11 @@ def add_parser(sub: Any, aware: Callable[[str], datetime]) -> None:
     cmds.add_parser("list", help="subaccounts with stored rules, allowlists or suppressions")
 
     show = cmds.add_parser("show", help="rules, enabled terms and domains")
-    show.add_argument("subaccount", type=_subaccount)
+    show.add_argument("subaccount", type=subaccount_id)
     show.add_argument("--json", action="store_true")
 
     set_ = cmds.add_parser("set", help="change rules; options not given keep their value")
-    set_.add_argument("subaccount", type=_subaccount)
+    set_.add_argument("subaccount", type=subaccount_id)
     set_.add_argument("--timezone", help="IANA name, e.g. Europe/Madrid")
     set_.add_argument(
         "--window",
@@ -76,11 +66,11 @@ def add_parser(sub: Any, aware: Callable[[str], datetime]) -> None:
 
     for name, what in (("allow-term", "a restricted term"), ("allow-domain", "a link domain")):
         allow = cmds.add_parser(name, help=f"enable {what} for the subaccount")
-        allow.add_argument("subaccount", type=_subaccount)
+        allow.add_argument("subaccount", type=subaccount_id)
         allow.add_argument("value")
 
     revoke = cmds.add_parser("revoke", help="take back an enabled term or domain")
-    revoke.add_argument("subaccount", type=_subaccount)
+    revoke.add_argument("subaccount", type=subaccount_id)
     what = revoke.add_mutually_exclusive_group(required=True)
     what.add_argument("--term")
     what.add_argument("--domain")
@@ -88,18 +78,18 @@ def add_parser(sub: Any, aware: Callable[[str], datetime]) -> None:
     suppress = cmds.add_parser("suppress", help="never send to this contact on this channel")
     unsuppress = cmds.add_parser("unsuppress", help="take a contact off the suppression list")
     for p in (suppress, unsuppress):
-        p.add_argument("subaccount", type=_subaccount)
+        p.add_argument("subaccount", type=subaccount_id)
         p.add_argument("contact")
         p.add_argument("--channel", type=_channel, required=True)
     suppress.add_argument("--reason", default="operator", help="why (default: operator)")
     suppress.add_argument("--by", help="who (kept with the entry)")
 
     listed = cmds.add_parser("suppressed", help="the suppression list of a channel")
-    listed.add_argument("subaccount", type=_subaccount)
+    listed.add_argument("subaccount", type=subaccount_id)
     listed.add_argument("--channel", type=_channel, required=True)
 
     inbound = cmds.add_parser("inbound", help="record that a WhatsApp contact wrote (opens the 24-hour window)")
-    inbound.add_argument("subaccount", type=_subaccount)
+    inbound.add_argument("subaccount", type=subaccount_id)
     inbound.add_argument("contact")
     inbound.add_argument("--at", type=aware, help="when the contact wrote (default: now)")
 
