@@ -25,6 +25,10 @@ if ARGV[2] == '1' then redis.call('SET', KEYS[3], ARGV[1]) end
 if ARGV[4] ~= '' then redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1]) end
 if ARGV[7] ~= '' then redis.call('ZADD', KEYS[6], ARGV[7], ARGV[1]) end
 for i = 7, #KEYS do redis.call('ZADD', KEYS[i], ARGV[3], ARGV[1]) end
+local batch = redis.call('HGET', KEYS[1], 'batch_id')
+if batch and batch ~= '' then
+  redis.call('HINCRBY', 'sendq:batch:' .. redis.call('HGET', KEYS[1], 'subaccount') .. ':' .. batch, 'n:' .. ARGV[6], 1)
+end
 redis.call('XADD', KEYS[5], 'MAXLEN', '~', 100000, '*', 'id', ARGV[1], 'from', '', 'to', ARGV[6],
            'at', ARGV[3], 'attempt', 0)
 return {1, ARGV[1]}
@@ -59,10 +63,20 @@ for i = 14, #ARGV do sets[#sets + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(sets))
 redis.call('RPUSH', KEYS[2], ARGV[7] .. attempts .. '}')
 if cur ~= to then
-  local f = redis.call('HMGET', KEYS[1], 'subaccount', 'created_at')
+  local f = redis.call('HMGET', KEYS[1], 'subaccount', 'created_at', 'batch_id')
   local p = 'sendq:idx:' .. f[1] .. ':status:'
   redis.call('ZREM', p .. cur, ARGV[1])
   redis.call('ZADD', p .. to, f[2], ARGV[1])
+  if f[3] and f[3] ~= '' then
+    -- per-batch counters for the batch preview: messages per status, first and last sent time
+    local bk = 'sendq:batch:' .. f[1] .. ':' .. f[3]
+    redis.call('HINCRBY', bk, 'n:' .. cur, -1)
+    redis.call('HINCRBY', bk, 'n:' .. to, 1)
+    if to == 'sent' then
+      redis.call('HSETNX', bk, 'first_sent_ms', ARGV[6])
+      redis.call('HSET', bk, 'last_sent_ms', ARGV[6])
+    end
+  end
 end
 if ARGV[9] ~= '' then redis.call('ZADD', KEYS[3], ARGV[9], ARGV[1]) else redis.call('ZREM', KEYS[3], ARGV[1]) end
 if ARGV[10] ~= '' then redis.call('ZADD', KEYS[4], ARGV[10], ARGV[1]) else redis.call('ZREM', KEYS[4], ARGV[1]) end
@@ -84,7 +98,10 @@ for _, id in ipairs(ids) do
     redis.call('ZREM', p .. 'all', id)
     redis.call('ZREM', p .. 'status:' .. f[2], id)
     redis.call('ZREM', p .. 'channel:' .. f[3], id)
-    if f[4] ~= '' then redis.call('ZREM', p .. 'batch:' .. f[4], id) end
+    if f[4] ~= '' then
+      redis.call('ZREM', p .. 'batch:' .. f[4], id)
+      redis.call('HINCRBY', 'sendq:batch:' .. f[1] .. ':' .. f[4], 'n:' .. f[2], -1)
+    end
     if f[5] ~= '' then redis.call('ZREM', p .. 'file:' .. f[5], id) end
     if f[6] ~= '' then
       local rk = 'sendq:ref:' .. f[1] .. ':' .. f[6]

@@ -70,6 +70,14 @@ class Settings(BaseSettings):
     #: links need their domain enabled for the subaccount (seed 001: "some words or links need to be enabled")
     links_restricted: bool = True
 
+    #: `sendq api`: where it listens, and its request limits (each refused with a 413/422 problem document)
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+    api_max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    api_max_upload_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    api_max_batch_items: int = Field(10_000, ge=1)
+    api_max_csv_rows: int = Field(100_000, ge=1)
+
     log_level: str = "INFO"
     #: None chooses by terminal: console on a TTY, JSON otherwise
     log_json: bool | None = None

@@ -1,0 +1,73 @@
+"""The FastAPI application: ``create_app(settings)``; ``sendq api`` serves it with uvicorn."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from arq.connections import ArqRedis
+from fastapi import FastAPI, Request
+from pydantic import BaseModel
+from redis.exceptions import RedisError
+
+from scheduler.enqueue import connect
+from scheduler.intake import Scheduler
+from sendq.api import batches, messages, problems, subaccounts
+from sendq.api.limits import BodyLimit
+from sendq.api.problems import ApiProblem, responses
+from sendq.apikeys import ApiKeyStore
+from sendq.settings import Settings
+from sendq.store import MessageStore
+
+
+class Health(BaseModel):
+    status: str
+
+
+def create_app(settings: Settings, *, redis: ArqRedis | None = None) -> FastAPI:
+    """The API on ``settings.redis_url``, or on ``redis`` when given (tests, ``sendq dev``)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = redis if redis is not None else await connect(settings, patient=False)
+        store = MessageStore(client, retention=timedelta(seconds=settings.retention_s))
+        app.state.settings = settings
+        app.state.scheduler = Scheduler(store, client, settings)
+        app.state.apikeys = ApiKeyStore(client)
+        try:
+            yield
+        finally:
+            if redis is None:
+                await client.aclose()
+
+    app = FastAPI(
+        title="sendq",
+        version="1",
+        summary="Outbound dispatch for SMS, WhatsApp, web chat and e-mail: program, track, cancel.",
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    app.include_router(messages.router)
+    app.include_router(batches.router)
+    app.include_router(subaccounts.router)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.api_max_body_bytes,
+        max_upload_bytes=settings.api_max_upload_bytes,
+        upload_path="/v1/batches/file",
+    )
+
+    @app.get("/healthz", response_model=Health, tags=["health"])
+    async def healthz() -> Health:
+        """Liveness: the process answers."""
+        return Health(status="ok")
+
+    @app.get("/readyz", response_model=Health, tags=["health"], responses=responses(503))
+    async def readyz(request: Request) -> Health:
+        """Readiness: Redis answers."""
+        try:
+            await request.app.state.scheduler.store.redis.ping()
+        except (RedisError, OSError):
+            raise ApiProblem(503, "Redis unavailable", "Redis does not answer") from None
+        return Health(status="ready")
+
+    return app

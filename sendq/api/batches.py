@@ -1,0 +1,237 @@
+"""``/v1/batches``: many messages in one call (JSON, or a CSV file streamed row by row), batch previews with
+counts per status, and cancel or reschedule a whole batch."""
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+
+from scheduler.batching import BatchIntake, ItemResult
+from sendq import keys
+from sendq.api.auth import Key, subaccount_of
+from sendq.api.messages import new_message, scheduler_of
+from sendq.api.problems import ApiProblem, responses
+from sendq.api.schemas import (
+    BatchCreated,
+    BatchIn,
+    BatchOut,
+    BatchPage,
+    CancelReport,
+    ItemOut,
+    RescheduleIn,
+    RescheduleReport,
+)
+from sendq.batches import BatchStore
+from sendq.csvrows import CsvDefaults, CsvFormatError, RowError, open_text, read_rows
+from sendq.errors import InvalidInput
+from sendq.listing import InvalidCursor, decode_cursor, encode_cursor
+from sendq.message import NewMessage
+from sendq.settings import Settings
+
+router = APIRouter(prefix="/v1/batches", tags=["batches"])
+
+#: rows read from an uploaded file before they are programmed (bounds memory and event-loop pauses)
+_ROWS_PER_CHUNK = 500
+
+
+def _items(results: list[ItemResult]) -> list[ItemOut]:
+    out = []
+    for r in results:
+        if r.message is not None:
+            out.append(ItemOut(index=r.number, message_id=r.message.id, status=r.message.status, created=r.created))
+        elif r.error is not None:
+            out.append(ItemOut(index=r.number, field=r.error.field, reason=r.error.reason))
+    return out
+
+
+@router.post("", status_code=201, response_model=BatchCreated, responses=responses(401, 413, 422, 503))
+async def create_batch(request: Request, body: BatchIn, key: Key) -> BatchCreated:
+    """Program many messages as one batch. Valid items are accepted even when others are refused; each item
+    answers with its message id or its error."""
+    settings: Settings = request.app.state.settings
+    if len(body.messages) > settings.api_max_batch_items:
+        raise ApiProblem(
+            413,
+            "Request too large",
+            f"messages: at most {settings.api_max_batch_items} items per batch (SENDQ_API_MAX_BATCH_ITEMS)",
+            field="messages",
+        )
+    sub = subaccount_of(key, body.subaccount)
+    parsed: list[tuple[int, NewMessage | InvalidInput]] = []
+    for index, item in enumerate(body.messages):
+        try:
+            parsed.append((index, new_message(key, item.model_copy(update={"subaccount": sub}))))
+        except InvalidInput as exc:
+            parsed.append((index, InvalidInput(f"messages.{index}.{exc.field}", exc.reason)))
+    intake = await BatchIntake.start(scheduler_of(request), sub, created_by=body.created_by or key.label)
+    results = await intake.add(parsed)
+    batch = await intake.finish()
+    return BatchCreated(**BatchOut.of(batch).model_dump(), items=_items(results))
+
+
+@router.post("/file", status_code=201, response_model=BatchCreated, responses=responses(401, 413, 422, 503))
+async def upload_batch(
+    request: Request,
+    key: Key,
+    file: Annotated[
+        UploadFile,
+        File(
+            description="CSV: columns to, body (or template, var.NAME), optional channel, "
+            "send_at, reference_id, validity"
+        ),
+    ],
+    channel: Annotated[str, Form(max_length=20)] = "sms",
+    send_at: Annotated[datetime | None, Form()] = None,
+    created_by: Annotated[str | None, Form(max_length=200)] = None,
+    subaccount: Annotated[str | None, Form(max_length=64)] = None,
+) -> BatchCreated:
+    """A CSV file as one batch; its name is kept on the batch and on every message. Read row by row."""
+    settings: Settings = request.app.state.settings
+    sub = subaccount_of(key, subaccount)
+    name = (file.filename or "upload.csv").rsplit("/", 1)[-1][:255] or "upload.csv"
+    defaults = CsvDefaults(
+        subaccount=sub,
+        channel=channel,
+        send_at=send_at,
+        file_name=name,
+        created_by=created_by or key.label or f"key:{key.id}",
+    )
+    text = open_text(file.file)
+    try:
+        rows = read_rows(text, defaults, max_rows=settings.api_max_csv_rows)
+        first = _take(rows)  # the header is checked before anything is written
+        intake = await BatchIntake.start(scheduler_of(request), sub, created_by=defaults.created_by, file_name=name)
+        results: list[ItemResult] = []
+        chunk = first
+        while chunk:
+            results += await intake.add([(n, _as_item(r)) for n, r in chunk])
+            await asyncio.sleep(0)
+            chunk = _take(rows)
+    except CsvFormatError as exc:
+        where = f" (row {exc.row})" if exc.row else ""
+        raise ApiProblem(422, "Invalid input", f"file: {exc}{where}", field="file") from None
+    finally:
+        text.detach()
+    batch = await intake.finish()
+    return BatchCreated(**BatchOut.of(batch).model_dump(), items=[i for i in _items(results) if i.field is not None])
+
+
+def _take(rows: Iterator[tuple[int, NewMessage | RowError]]) -> list[tuple[int, NewMessage | RowError]]:
+    out = []
+    for item in rows:
+        out.append(item)
+        if len(out) >= _ROWS_PER_CHUNK:
+            break
+    return out
+
+
+def _as_item(row: NewMessage | RowError) -> NewMessage | InvalidInput:
+    return InvalidInput(row.field, row.reason) if isinstance(row, RowError) else row
+
+
+@router.get("", response_model=BatchPage, responses=responses(401, 404, 422, 503))
+async def list_batches(
+    request: Request,
+    key: Key,
+    file_name: Annotated[str | None, Query(min_length=1, max_length=255)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    subaccount: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+) -> BatchPage:
+    """The subaccount's batches, newest first (filter by file name)."""
+    sub = subaccount_of(key, subaccount)
+    before = None
+    if cursor is not None:
+        try:
+            before = decode_cursor(cursor)[0]
+        except InvalidCursor as exc:
+            raise ApiProblem(422, "Invalid input", f"cursor: {exc}", field="cursor") from None
+    store = BatchStore(scheduler_of(request).store.redis)
+    rows = await store.ids(sub, file_name=file_name, limit=limit, before_ms=before)
+    batches = await store.get_many(sub, [i for i, _ in rows])
+    nxt = encode_cursor(rows[-1][1], rows[-1][0]) if len(rows) == limit else None
+    return BatchPage(items=[BatchOut.of(b) for b in batches], next_cursor=nxt)
+
+
+async def _batch(request: Request, key: Key, batch_id: str, subaccount: str | None) -> tuple[str, BatchStore]:
+    sub = subaccount_of(key, subaccount)
+    store = BatchStore(scheduler_of(request).store.redis)
+    if await store.get(sub, batch_id) is None:
+        raise ApiProblem(404, "Not found", f"no batch {batch_id!r}")
+    return sub, store
+
+
+@router.get("/{batch_id}", response_model=BatchOut, responses=responses(401, 404, 503))
+async def get_batch(
+    request: Request, batch_id: str, key: Key, subaccount: Annotated[str | None, Query(max_length=64)] = None
+) -> BatchOut:
+    """The preview: content, channel, number of messages, counts per status, first and last sent time, who."""
+    sub, store = await _batch(request, key, batch_id, subaccount)
+    found = await store.get(sub, batch_id)
+    assert found is not None
+    return BatchOut.of(found)
+
+
+async def _message_ids(request: Request, sub: str, batch_id: str) -> list[str]:
+    redis = scheduler_of(request).store.redis
+    raw = await redis.zrange(keys.index(sub, "batch", batch_id), 0, -1)
+    return [i.decode() for i in raw]
+
+
+@router.post("/{batch_id}/cancel", response_model=CancelReport, responses=responses(401, 404, 503))
+async def cancel_batch(
+    request: Request, batch_id: str, key: Key, subaccount: Annotated[str | None, Query(max_length=64)] = None
+) -> CancelReport:
+    """Cancel every cancellable message of the batch; the others are counted by the status that kept them."""
+    sub, _ = await _batch(request, key, batch_id, subaccount)
+    scheduler = scheduler_of(request)
+    ids = await _message_ids(request, sub, batch_id)
+    by = key.label or f"key:{key.id}"
+    cancelled, kept = 0, Counter[str]()
+    for start in range(0, len(ids), 200):
+        outcomes = await asyncio.gather(*(scheduler.cancel(i, by=by) for i in ids[start : start + 200]))
+        for o in outcomes:
+            if o.cancelled:
+                cancelled += 1
+            else:
+                kept[o.status.value] += 1
+    return CancelReport.model_validate({"cancelled": cancelled, "not_cancelled": dict(kept)})
+
+
+@router.post("/{batch_id}/reschedule", response_model=RescheduleReport, responses=responses(401, 404, 422, 503))
+async def reschedule_batch(
+    request: Request,
+    batch_id: str,
+    body: RescheduleIn,
+    key: Key,
+    subaccount: Annotated[str | None, Query(max_length=64)] = None,
+) -> RescheduleReport:
+    """A new send time for the batch's programmed and blocked-time messages."""
+    if body.send_at.utcoffset() is None:
+        raise ApiProblem(422, "Invalid input", "send_at: must be timezone-aware", field="send_at")
+    sub, _ = await _batch(request, key, batch_id, subaccount)
+    scheduler = scheduler_of(request)
+    ids = await _message_ids(request, sub, batch_id)
+    done, skipped = 0, Counter[str]()
+
+    async def one(message_id: str) -> str | None:
+        try:
+            await scheduler.reschedule(message_id, body.send_at)
+        except InvalidInput as exc:
+            if exc.field == "at" and "outside the sending windows" in exc.reason:
+                return "outside_window"
+            if "more than" in exc.reason:
+                raise ApiProblem(422, "Invalid input", f"send_at: {exc.reason}", field="send_at") from None
+            return "not_waiting"
+        return None
+
+    for start in range(0, len(ids), 200):
+        for why in await asyncio.gather(*(one(i) for i in ids[start : start + 200])):
+            if why is None:
+                done += 1
+            else:
+                skipped[why] += 1
+    return RescheduleReport(rescheduled=done, skipped=dict(skipped))
