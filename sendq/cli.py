@@ -113,8 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
     cli_subaccount.add_parser(sub, _aware)
     cli_keys.add_parser(sub)
 
-    dev = sub.add_parser("dev", help="try sendq: embedded Redis (unless SENDQ_REDIS_URL), worker, mock provider")
+    dev = sub.add_parser(
+        "dev", help="try sendq: embedded Redis (unless SENDQ_REDIS_URL), worker, mock provider, HTTP API"
+    )
     dev.add_argument("--port", type=_port, default=6399, help="port of the embedded Redis (default 6399)")
+    dev.add_argument("--api-port", type=_port, help="port of the HTTP API (default SENDQ_API_PORT, 8000)")
+
+    api = sub.add_parser("api", help="serve the HTTP API (FastAPI on uvicorn; docs at /docs)")
+    api.add_argument("--host", help="interface (default SENDQ_API_HOST, 127.0.0.1)")
+    api.add_argument("--port", type=_port, help="port (default SENDQ_API_PORT, 8000)")
     return parser
 
 
@@ -253,7 +260,23 @@ def _cmd_dev(settings: Settings, ns: argparse.Namespace) -> int:
     from sendq.dev import run_dev
 
     with contextlib.suppress(KeyboardInterrupt):
-        run_dev(settings, port=ns.port)
+        run_dev(settings, port=ns.port, api_port=ns.api_port)
+    return 0
+
+
+def _cmd_api(settings: Settings, ns: argparse.Namespace) -> int:
+    import uvicorn
+
+    from sendq.api.app import create_app
+
+    if not settings.redis_url:
+        raise ConfigurationError("SENDQ_REDIS_URL is not set (or run `sendq dev`, which serves the API too)")
+    uvicorn.run(
+        create_app(settings),
+        host=ns.host or settings.api_host,
+        port=ns.port or settings.api_port,
+        log_level=settings.log_level.lower(),
+    )
     return 0
 
 
@@ -268,6 +291,7 @@ def _cmd_keys(settings: Settings, ns: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "subaccount": _cmd_subaccount,
     "keys": _cmd_keys,
+    "api": _cmd_api,
     "worker": _cmd_worker,
     "send": _cmd_send,
     "status": _cmd_status,
@@ -306,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         return _fail(f"cannot read the SENDQ_* settings: {exc}", EXIT_USAGE)
     # Long-running commands log at the configured level; one-shot commands only speak up for problems.
-    quiet = ns.command not in ("worker", "dev")
+    quiet = ns.command not in ("worker", "dev", "api")
     configure_logging(settings.model_copy(update={"log_level": "WARNING"}) if quiet else settings)
     try:
         return COMMANDS[ns.command](settings, ns)

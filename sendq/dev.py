@@ -45,8 +45,20 @@ def start_embedded_redis(port: int) -> Any:
     return server
 
 
-def run_dev(settings: Settings, *, port: int | None = None, latency_ms: float = 50.0) -> None:
-    """Run the embedded default (or the configured Redis) with a worker and the mock provider."""
+def serve_api_in_thread(settings: Settings, host: str, port: int) -> None:
+    """The HTTP API on its own event loop in a daemon thread (uvicorn leaves signals to the main thread)."""
+    import uvicorn
+
+    from sendq.api.app import create_app
+
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port, log_level="warning"))
+    threading.Thread(target=server.run, name="api", daemon=True).start()
+
+
+def run_dev(
+    settings: Settings, *, port: int | None = None, latency_ms: float = 50.0, api_port: int | None = None
+) -> None:
+    """Run the embedded default (or the configured Redis) with a worker, the mock provider and the HTTP API."""
     embedded = settings.redis_url is None
     if embedded:
         port = 6399 if port is None else port
@@ -54,6 +66,9 @@ def run_dev(settings: Settings, *, port: int | None = None, latency_ms: float = 
         settings = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{port}/0", "require_noeviction": False})
         setattr(arq.worker, "log_redis_info", _no_redis_info)  # noqa: B010 (arq does not export it)
     url = settings.redis_url
+    api_port = settings.api_port if api_port is None else api_port
+    serve_api_in_thread(settings, settings.api_host, api_port)
+    api = f"http://{settings.api_host}:{api_port}"
     where = "embedded, in memory: for trying sendq, not durable" if embedded else "from SENDQ_REDIS_URL"
     print(
         f"sendq dev: Redis at {url} ({where}); worker running with the mock provider.\n"
@@ -63,6 +78,10 @@ def run_dev(settings: Settings, *, port: int | None = None, latency_ms: float = 
         "  sendq status <the id it printed>\n"
         f'  sendq send --subaccount demo --channel sms --to +14155552671 --body "later" --at <ISO time with offset>\n'
         "  sendq cancel <id>\n"
+        f"HTTP API at {api} (docs at {api}/docs); a key for it:\n"
+        "  sendq keys create --subaccount demo\n"
+        f"  curl -H 'Authorization: Bearer <key>' -H 'Content-Type: application/json' {api}/v1/messages \\\n"
+        '       -d \'{"channel": "sms", "to": "+14155552671", "body": "Hello over HTTP"}\'\n'
         "Ctrl-C stops.",
         flush=True,
     )
