@@ -5,18 +5,22 @@ a time, so a 100,000-row file never has to be in memory at once. An item that is
 its validity) is reported with its number and never stored; valid items are accepted even when others fail.
 """
 
-import asyncio
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from scheduler.intake import Scheduler
+from sendq import keys
 from sendq.batches import Batch, BatchStore
 from sendq.errors import InvalidInput
 from sendq.message import Message, NewMessage, utcnow
 
-#: concurrent ``program`` calls per chunk: enough to hide Redis round trips, few enough to bound memory
-CHUNK = 200
+#: messages per pipelined ``program_many`` call: large enough to amortise round trips, small enough to bound
+#: memory and how long one call holds the event loop
+CHUNK = 500
+#: message ids read (and cancelled in one pipeline) per step of a batch cancel
+CANCEL_PAGE = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +63,7 @@ class BatchIntake:
         """Program a chunk of numbered items; refused ones come back with their error."""
         results: list[ItemResult] = []
         for start in range(0, len(items), CHUNK):
-            chunk = items[start : start + CHUNK]
-            results += await asyncio.gather(*(self._one(number, item) for number, item in chunk))
+            results += await self._chunk(items[start : start + CHUNK])
         for r in results:
             if r.message is None:
                 self.batch.rejected += 1
@@ -71,22 +74,28 @@ class BatchIntake:
                 self.batch.content = r.message.body if r.message.body is not None else r.message.template
         return results
 
-    async def _one(self, number: int, item: NewMessage | InvalidInput) -> ItemResult:
-        if isinstance(item, InvalidInput):
-            return ItemResult(number, error=item)
-        stamped = item.model_copy(
-            update={
-                "subaccount": self.batch.subaccount,
-                "batch_id": self.batch.id,
-                "file_name": self.batch.file_name or item.file_name,
-                "created_by": item.created_by or self.batch.created_by,
-            }
-        )
-        try:
-            done = await self.scheduler.program(stamped, now=self.now)
-        except InvalidInput as exc:
-            return ItemResult(number, error=exc)
-        return ItemResult(number, message=done.message, created=done.created)
+    async def _chunk(self, items: Sequence[tuple[int, NewMessage | InvalidInput]]) -> list[ItemResult]:
+        valid = [(n, item) for n, item in items if not isinstance(item, InvalidInput)]
+        stamped = [
+            item.model_copy(
+                update={
+                    "subaccount": self.batch.subaccount,
+                    "batch_id": self.batch.id,
+                    "file_name": self.batch.file_name or item.file_name,
+                    "created_by": item.created_by or self.batch.created_by,
+                }
+            )
+            for _, item in valid
+        ]
+        done = dict(zip((n for n, _ in valid), await self.scheduler.program_many(stamped, now=self.now), strict=True))
+        out = []
+        for number, item in items:
+            outcome = item if isinstance(item, InvalidInput) else done[number]
+            if isinstance(outcome, InvalidInput):
+                out.append(ItemResult(number, error=outcome))
+            else:
+                out.append(ItemResult(number, message=outcome.message, created=outcome.created))
+        return out
 
     async def finish(self) -> Batch:
         """Save the summary; the batch as the API shows it."""
@@ -95,3 +104,28 @@ class BatchIntake:
         await self.batches.save(self.batch)
         found = await self.batches.get(self.batch.subaccount, self.batch.id)
         return found or self.batch
+
+
+@dataclass(frozen=True, slots=True)
+class BatchCancel:
+    cancelled: int
+    #: messages that could not be cancelled, by the status that prevented it
+    not_cancelled: dict[str, int]
+
+
+async def cancel_batch(scheduler: Scheduler, subaccount: str, batch_id: str, *, by: str | None = None) -> BatchCancel:
+    """Cancel every cancellable message of a batch, a page of pipelined compare-and-sets at a time."""
+    index = keys.index(subaccount, "batch", batch_id)
+    cancelled, kept = 0, Counter[str]()
+    start = 0
+    while True:
+        ids = [i.decode() for i in await scheduler.store.redis.zrange(index, start, start + CANCEL_PAGE - 1)]
+        if not ids:
+            break
+        for outcome in await scheduler.cancel_many(ids, by=by):
+            if outcome.ok:
+                cancelled += 1
+            elif outcome.status is not None:
+                kept[outcome.status.value] += 1
+        start += len(ids)
+    return BatchCancel(cancelled, dict(kept))

@@ -1,11 +1,13 @@
 """Enqueueing dispatch jobs: versioned job ids, JSON payloads, only ids in the queue."""
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.constants import job_key_prefix
+from arq.jobs import serialize_job as arq_serialize_job
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
@@ -87,4 +89,24 @@ async def discard_dispatch(arq: ArqRedis, message_id: str, version: int, *, queu
     async with arq.pipeline(transaction=True) as pipe:
         pipe.zrem(queue_name, job_id)
         pipe.delete(job_key_prefix + job_id)
+        await pipe.execute()
+
+
+async def enqueue_many(arq: ArqRedis, jobs: Sequence[tuple[str, int, datetime | None]], *, queue_name: str) -> None:
+    """Enqueue many ``dispatch(message_id, version)`` jobs (at their times) in one pipelined round trip.
+
+    arq's ``enqueue_job`` WATCHes each job key to keep ids unique: one round trip per job. A new message's first
+    versioned job id cannot exist yet, so bulk intake writes the same two keys arq writes (the job payload with
+    its expiry, and the queue entry) without the check.
+    """
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+    async with arq.pipeline(transaction=False) as pipe:
+        for message_id, version, at in jobs:
+            score = max(now_ms, int(at.timestamp() * 1000)) if at is not None else now_ms
+            job_id = dispatch_job_id(message_id, version)
+            payload = arq_serialize_job(
+                JobName.DISPATCH.value, (message_id, version), {}, None, now_ms, serializer=serialize_job
+            )
+            pipe.psetex(job_key_prefix + job_id, score - now_ms + arq.expires_extra_ms, payload)
+            pipe.zadd(queue_name, {job_id: score})
         await pipe.execute()

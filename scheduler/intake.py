@@ -1,26 +1,28 @@
 """Programming, cancelling and rescheduling messages: the scheduler's front door."""
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 from arq.connections import ArqRedis
+from arq.constants import job_key_prefix
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from scheduler.enqueue import discard_dispatch, enqueue_dispatch
+from scheduler.enqueue import discard_dispatch, enqueue_dispatch, enqueue_many
 from scheduler.requeue import reprogram
 from sendq.channel import Channel
 from sendq.errors import InvalidInput, MessageNotFound
-from sendq.message import HistoryEntry, Message, NewMessage, new_message_id, to_ms, utcnow
+from sendq.message import HistoryEntry, Message, NewMessage, dispatch_job_id, new_message_id, to_ms, utcnow
 from sendq.policy import Policy, Verdict
 from sendq.segments import count_segments
 from sendq.settings import Settings
 from sendq.status import CANCELLABLE_STATUSES, MessageStatus
-from sendq.store import MessageStore
-from sendq.subaccounts import SubaccountStore
+from sendq.store import MessageStore, Transition
+from sendq.subaccounts import RuleContext, SubaccountStore
 
 log = structlog.get_logger("sendq.scheduler")
 
@@ -101,6 +103,34 @@ class Scheduler:
             InvalidInput: the send time is already past the message's validity (nothing is stored).
         """
         now = now or utcnow()
+        message = self.build(new, now)
+        ctx = await self.subaccounts.context(message.subaccount, message.channel, message.to)
+        message, held = self.judge(message, ctx, now)
+        found_id, created = await self.store.create(message, held=held)
+        if not created:
+            existing = await self.store.get(found_id)
+            if existing is None:  # purged between the two calls; vanishingly rare
+                raise MessageNotFound(found_id)
+            return Programmed(existing, created=False)
+        if message.status is MessageStatus.ERROR or held:  # no job: nothing to send, or an operator decides
+            return Programmed(message, created=True)
+        at = message.due_at if message.due_at > now else None
+        try:
+            await enqueue_dispatch(
+                self.arq, message.id, message.job_version, at=at, queue_name=self.settings.queue_name
+            )
+        except RedisError as exc:
+            # The message is stored, so this call succeeded: reporting a failure would invite a second message.
+            # The re-drive sweep gives the overdue message its job.
+            log.warning("message.enqueue_deferred_to_sweep", message_id=message.id, error=repr(exc))
+        return Programmed(message, created=True)
+
+    def build(self, new: NewMessage, now: datetime) -> Message:
+        """The record of a new message, programmed, before the rules judge it.
+
+        Raises:
+            InvalidInput: the send time is beyond the horizon or already past the message's validity.
+        """
         base = new.send_at or now
         self._check_horizon("send_at", base, now)
         validity = new.validity or timedelta(seconds=self.settings.validity_s)
@@ -109,7 +139,7 @@ class Scheduler:
         valid_until = base + validity
         if valid_until <= now:
             raise InvalidInput("send_at", f"is more than its validity ({validity}) in the past")
-        message = Message(
+        return Message(
             id=new_message_id(to_ms(now)),
             subaccount=new.subaccount,
             channel=new.channel,
@@ -130,29 +160,84 @@ class Scheduler:
             due_at=max(base, now),
             history=[HistoryEntry(status=MessageStatus.PROGRAMMED, at=now, reason="created")],
         )
-        ctx = await self.subaccounts.context(message.subaccount, message.channel, message.to)
+
+    def judge(self, message: Message, ctx: RuleContext, now: datetime) -> tuple[Message, bool]:
+        """The record as the subaccount's rules leave it, and whether it is held for an operator."""
         verdict = self.rules.check(message, ctx, message.due_at)
-        if not verdict.allowed:
-            message = _refused(message, verdict, now)
-        held = message.status is MessageStatus.BLOCKED_TIME and verdict.release_at is None
-        found_id, created = await self.store.create(message, held=held)
-        if not created:
-            existing = await self.store.get(found_id)
-            if existing is None:  # purged between the two calls; vanishingly rare
-                raise MessageNotFound(found_id)
-            return Programmed(existing, created=False)
-        if message.status is MessageStatus.ERROR or held:  # no job: nothing to send, or an operator decides
-            return Programmed(message, created=True)
-        at = message.due_at if message.due_at > now else None
+        if verdict.allowed:
+            return message, False
+        return _refused(message, verdict, now), verdict.status is MessageStatus.BLOCKED_TIME and not verdict.release_at
+
+    async def program_many(
+        self, news: Sequence[NewMessage], *, now: datetime | None = None
+    ) -> list[Programmed | InvalidInput]:
+        """``program`` for many messages of one subaccount with a few pipelined round trips (batch intake):
+        one to read the rules, one to store, one to enqueue. Each result is the message or why it was refused.
+        """
+        if not news:
+            return []
+        now = now or utcnow()
+        subaccount = news[0].subaccount
+        if any(n.subaccount != subaccount for n in news):
+            raise ValueError("program_many takes messages of one subaccount")
+        results: list[Programmed | InvalidInput | None] = [None] * len(news)
+        built: list[tuple[int, Message]] = []
+        for i, new in enumerate(news):
+            try:
+                built.append((i, self.build(new, now)))
+            except InvalidInput as exc:
+                results[i] = exc
+        ctxs = await self.subaccounts.contexts(subaccount, [(m.channel, m.to) for _, m in built])
+        judged = [(i, *self.judge(m, ctx, now)) for (i, m), ctx in zip(built, ctxs, strict=True)]
+        stored = await self.store.create_many([(m, held) for _, m, held in judged])
+        jobs: list[tuple[str, int, datetime | None]] = []
+        existing: dict[int, str] = {}
+        for (i, message, held), (found_id, created) in zip(judged, stored, strict=True):
+            if not created:
+                existing[i] = found_id
+                continue
+            results[i] = Programmed(message, created=True)
+            if message.status is not MessageStatus.ERROR and not held:
+                jobs.append((message.id, message.job_version, message.due_at if message.due_at > now else None))
+        if existing:
+            found = {m.id: m for m in await self.store.get_many(existing.values())}
+            for i, found_id in existing.items():
+                if found_id in found:
+                    results[i] = Programmed(found[found_id], created=False)
+                else:  # purged between the two reads; vanishingly rare
+                    results[i] = InvalidInput("reference_id", "matched a message that was just deleted; retry")
         try:
-            await enqueue_dispatch(
-                self.arq, message.id, message.job_version, at=at, queue_name=self.settings.queue_name
-            )
+            await enqueue_many(self.arq, jobs, queue_name=self.settings.queue_name)
         except RedisError as exc:
-            # The message is stored, so this call succeeded: reporting a failure would invite a second message.
-            # The re-drive sweep gives the overdue message its job.
-            log.warning("message.enqueue_deferred_to_sweep", message_id=message.id, error=repr(exc))
-        return Programmed(message, created=True)
+            # As in `program`: the messages are stored; the re-drive sweep gives them their jobs.
+            log.warning("batch.enqueue_deferred_to_sweep", messages=len(jobs), error=repr(exc))
+        return [r for r in results if r is not None]
+
+    async def cancel_many(
+        self, message_ids: Sequence[str], *, by: str | None = None, now: datetime | None = None
+    ) -> list[Transition]:
+        """Cancel many messages with one pipelined compare-and-set each; leftover jobs are discarded (tidiness:
+        they would do nothing anyway)."""
+        now = now or utcnow()
+        outcomes = await self.store.transition_many(
+            message_ids,
+            from_=CANCELLABLE_STATUSES,
+            to=MessageStatus.CANCELLED,
+            now=now,
+            reason="cancelled",
+            detail=f"by {by}" if by else None,
+        )
+        try:
+            async with self.arq.pipeline(transaction=False) as pipe:
+                for message_id, outcome in zip(message_ids, outcomes, strict=True):
+                    if outcome.ok:
+                        job_id = dispatch_job_id(message_id, outcome.job_version)
+                        pipe.zrem(self.settings.queue_name, job_id)
+                        pipe.delete(job_key_prefix + job_id)
+                await pipe.execute()
+        except RedisError as exc:
+            log.warning("batch.discard_failed", error=repr(exc))
+        return outcomes
 
     def _horizon_text(self) -> str:
         return f"{self.settings.max_schedule_ahead_s / 86400:g} days (SENDQ_MAX_SCHEDULE_AHEAD_S)"

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 from redis.exceptions import RedisError
 
-from sendq import cli_keys, cli_subaccount
+from sendq import cli_keys, cli_ops, cli_subaccount
 from sendq.errors import ConfigurationError, InvalidInput, MessageNotFound, SendqError
 from sendq.logging import configure_logging
 from sendq.message import Message
@@ -112,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_subaccount.add_parser(sub, _aware)
     cli_keys.add_parser(sub)
+    cli_ops.add_parser(sub, _aware)
 
     dev = sub.add_parser(
         "dev", help="try sendq: embedded Redis (unless SENDQ_REDIS_URL), worker, mock provider, HTTP API"
@@ -292,6 +293,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "subaccount": _cmd_subaccount,
     "keys": _cmd_keys,
     "api": _cmd_api,
+    **cli_ops.commands(_with_scheduler),
     "worker": _cmd_worker,
     "send": _cmd_send,
     "status": _cmd_status,

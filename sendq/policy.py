@@ -9,13 +9,14 @@ Order: the checks that end in ``error`` come first, the sending window last, so 
 sent is not held or deferred first.
 """
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
 from sendq.channel import Channel
-from sendq.content import ContentRules, check_content, normalise_term
+from sendq.content import ContentRules, ContentViolation, check_content, normalise_term
 from sendq.message import Message
 from sendq.settings import Settings
 from sendq.status import MessageStatus
@@ -72,6 +73,12 @@ class Policy:
             self._content,
             self.window,
         )
+
+    @staticmethod
+    @functools.lru_cache(maxsize=4096)
+    def _violations(text: str, rules: ContentRules) -> tuple[ContentViolation, ...]:
+        # A batch usually repeats one text (or a few): judge each distinct text once per allowlist state.
+        return tuple(check_content(text, rules))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Policy":
@@ -139,7 +146,7 @@ class Policy:
             allowed_domains=ctx.allowed_domains,
             links_restricted=self.links_restricted,
         )
-        violations = check_content(content_text(message), rules)
+        violations = self._violations(content_text(message), rules)
         if not violations:
             return ALLOWED
         first = violations[0]

@@ -1,7 +1,7 @@
 """MessageStore: the source of truth. Every status change goes through ``transition`` (one Lua CAS)."""
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -83,6 +83,20 @@ class MessageStore:
         existing message's id comes back with ``created=False``.
         """
         await self._load_scripts()
+        created, found_id = await self._create(*self._create_call(message, held))
+        return _str(found_id), bool(created)
+
+    async def create_many(self, items: Sequence[tuple[Message, bool]]) -> list[tuple[str, bool]]:
+        """``create`` for many (message, held) pairs in one pipelined round trip; each create stays atomic."""
+        await self._load_scripts()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for message, held in items:
+                call_keys, args = self._create_call(message, held)
+                await self._create(keys=call_keys, args=args, client=pipe)
+            replies = await pipe.execute()
+        return [(_str(found_id), bool(created)) for created, found_id in replies]
+
+    def _create_call(self, message: Message, held: bool) -> tuple[list[str], list[str]]:
         status = message.status
         if status not in INITIAL_STATUSES:
             raise ValueError(f"a new message must start in one of {sorted(INITIAL_STATUSES)}, not {status}")
@@ -112,19 +126,16 @@ class MessageStore:
         ]
         for field, value in flat.items():
             args += [field, value]
-        created, found_id = await self._create(
-            keys=[
-                keys.message(message.id),
-                keys.history(message.id),
-                ref_key,
-                keys.DUE,
-                keys.EVENTS,
-                keys.RETENTION,
-                *index_keys,
-            ],
-            args=args,
-        )
-        return _str(found_id), bool(created)
+        call_keys = [
+            keys.message(message.id),
+            keys.history(message.id),
+            ref_key,
+            keys.DUE,
+            keys.EVENTS,
+            keys.RETENTION,
+            *index_keys,
+        ]
+        return call_keys, args
 
     async def get(self, message_id: str) -> Message | None:
         """The message with its history, or None."""
@@ -188,6 +199,66 @@ class MessageStore:
         Returns:
             What happened; ``ok`` is false when the message was not in ``from_`` (or not at that version).
         """
+        await self._load_scripts()
+        call_keys, args = self._transition_call(
+            message_id,
+            from_=from_,
+            to=to,
+            now=now,
+            reason=reason,
+            detail=detail,
+            expected_version=expected_version,
+            bump_version=bump_version,
+            count_attempt=count_attempt,
+            due_at=due_at,
+            lease_until=lease_until,
+            lease_expired_by=lease_expired_by,
+            fields=fields,
+            return_record=return_record,
+        )
+        return self._outcome(await self._transition(keys=call_keys, args=args))
+
+    async def transition_many(
+        self,
+        message_ids: Sequence[str],
+        *,
+        from_: Iterable[MessageStatus],
+        to: MessageStatus,
+        now: datetime,
+        reason: str | None = None,
+        detail: str | None = None,
+    ) -> list[Transition]:
+        """The same compare-and-set for many messages in one pipelined round trip (each one atomic); for bulk
+        operations such as cancelling a batch. Only for targets that need no due time or lease."""
+        await self._load_scripts()
+        sources = frozenset(from_)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for message_id in message_ids:
+                call_keys, args = self._transition_call(
+                    message_id, from_=sources, to=to, now=now, reason=reason, detail=detail
+                )
+                await self._transition(keys=call_keys, args=args, client=pipe)
+            replies = await pipe.execute()
+        return [self._outcome(r) for r in replies]
+
+    def _transition_call(
+        self,
+        message_id: str,
+        *,
+        from_: Iterable[MessageStatus],
+        to: MessageStatus,
+        now: datetime,
+        reason: str | None = None,
+        detail: str | None = None,
+        expected_version: int | None = None,
+        bump_version: bool = False,
+        count_attempt: bool = False,
+        due_at: datetime | None = None,
+        lease_until: datetime | None = None,
+        lease_expired_by: datetime | None = None,
+        fields: Mapping[str, Any] | None = None,
+        return_record: bool = False,
+    ) -> tuple[list[str], list[str]]:
         if to is MessageStatus.PROGRAMMED and due_at is None:
             raise ValueError(f"due_at is required to enter {to}")
         if to in LEASED_STATUSES and lease_until is None:
@@ -201,9 +272,8 @@ class MessageStore:
         for field, value in fields_to_redis(values).items():
             pairs += [field, value]
         retention = to_ms(now + self.retention) if to in FINAL_STATUSES else None
-        await self._load_scripts()
-        result = await self._transition(
-            keys=[
+        return (
+            [
                 keys.message(message_id),
                 keys.history(message_id),
                 keys.DUE,
@@ -211,7 +281,7 @@ class MessageStore:
                 keys.RETENTION,
                 keys.EVENTS,
             ],
-            args=[
+            [
                 message_id,
                 " ".join(s.value for s in from_),
                 to.value,
@@ -228,6 +298,8 @@ class MessageStore:
                 *pairs,
             ],
         )
+
+    def _outcome(self, result: list[Any]) -> Transition:
         code, status, version, attempts = result[:4]
         status_s = _str(status)
         record = None

@@ -4,7 +4,7 @@ Everything a rule check needs about one message is read in one pipelined round t
 check at intake and the re-check at send time both see the operator's latest change.
 """
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar, cast
@@ -154,6 +154,34 @@ class SubaccountStore:
 
     async def subaccounts(self) -> list[str]:
         return sorted(map(_s, await _aw(self.redis.smembers(keys.SUBACCOUNTS))))
+
+    async def contexts(self, subaccount: str, targets: Sequence[tuple[Channel, str]]) -> list[RuleContext]:
+        """``context`` for many (channel, contact) pairs of one subaccount in one round trip (bulk intake):
+        the rules and allowlists are read once."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(keys.subaccount_rules(subaccount))
+            pipe.smembers(keys.allowed_terms(subaccount))
+            pipe.smembers(keys.allowed_domains(subaccount))
+            for channel, contact in targets:
+                pipe.hget(keys.suppression(subaccount, channel), contact)
+                pipe.hget(keys.last_inbound(subaccount), contact)
+            replies = await pipe.execute()
+        rules_raw, terms, domains = replies[:3]
+        rules = SubaccountRules() if rules_raw is None else SubaccountRules.model_validate_json(rules_raw)
+        allowed_terms, allowed_domains = frozenset(map(_s, terms)), frozenset(map(_s, domains))
+        out = []
+        for i in range(len(targets)):
+            suppressed, inbound = replies[3 + 2 * i], replies[4 + 2 * i]
+            out.append(
+                RuleContext(
+                    rules=rules,
+                    allowed_terms=allowed_terms,
+                    allowed_domains=allowed_domains,
+                    suppressed=None if suppressed is None else Suppression.model_validate_json(suppressed),
+                    last_inbound=None if inbound is None else from_ms(_s(inbound)),
+                )
+            )
+        return out
 
     async def context(self, subaccount: str, channel: Channel, contact: str) -> RuleContext:
         """Everything the rules need for one message, in one round trip."""

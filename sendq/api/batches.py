@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 
+from scheduler import batching
 from scheduler.batching import BatchIntake, ItemResult
 from sendq import keys
 from sendq.api.auth import Key, subaccount_of
@@ -47,7 +48,7 @@ def _items(results: list[ItemResult]) -> list[ItemOut]:
     return out
 
 
-@router.post("", status_code=201, response_model=BatchCreated, responses=responses(401, 413, 422, 503))
+@router.post("", status_code=201, response_model=BatchCreated, responses=responses(400, 401, 404, 413, 422, 503))
 async def create_batch(request: Request, body: BatchIn, key: Key) -> BatchCreated:
     """Program many messages as one batch. Valid items are accepted even when others are refused; each item
     answers with its message id or its error."""
@@ -72,7 +73,7 @@ async def create_batch(request: Request, body: BatchIn, key: Key) -> BatchCreate
     return BatchCreated(**BatchOut.of(batch).model_dump(), items=_items(results))
 
 
-@router.post("/file", status_code=201, response_model=BatchCreated, responses=responses(401, 413, 422, 503))
+@router.post("/file", status_code=201, response_model=BatchCreated, responses=responses(400, 401, 404, 413, 422, 503))
 async def upload_batch(
     request: Request,
     key: Key,
@@ -164,7 +165,7 @@ async def _batch(request: Request, key: Key, batch_id: str, subaccount: str | No
     return sub, store
 
 
-@router.get("/{batch_id}", response_model=BatchOut, responses=responses(401, 404, 503))
+@router.get("/{batch_id}", response_model=BatchOut, responses=responses(401, 404, 422, 503))
 async def get_batch(
     request: Request, batch_id: str, key: Key, subaccount: Annotated[str | None, Query(max_length=64)] = None
 ) -> BatchOut:
@@ -181,27 +182,19 @@ async def _message_ids(request: Request, sub: str, batch_id: str) -> list[str]:
     return [i.decode() for i in raw]
 
 
-@router.post("/{batch_id}/cancel", response_model=CancelReport, responses=responses(401, 404, 503))
+@router.post("/{batch_id}/cancel", response_model=CancelReport, responses=responses(401, 404, 422, 503))
 async def cancel_batch(
     request: Request, batch_id: str, key: Key, subaccount: Annotated[str | None, Query(max_length=64)] = None
 ) -> CancelReport:
     """Cancel every cancellable message of the batch; the others are counted by the status that kept them."""
     sub, _ = await _batch(request, key, batch_id, subaccount)
-    scheduler = scheduler_of(request)
-    ids = await _message_ids(request, sub, batch_id)
-    by = key.label or f"key:{key.id}"
-    cancelled, kept = 0, Counter[str]()
-    for start in range(0, len(ids), 200):
-        outcomes = await asyncio.gather(*(scheduler.cancel(i, by=by) for i in ids[start : start + 200]))
-        for o in outcomes:
-            if o.cancelled:
-                cancelled += 1
-            else:
-                kept[o.status.value] += 1
-    return CancelReport.model_validate({"cancelled": cancelled, "not_cancelled": dict(kept)})
+    done = await batching.cancel_batch(scheduler_of(request), sub, batch_id, by=key.label or f"key:{key.id}")
+    return CancelReport.model_validate({"cancelled": done.cancelled, "not_cancelled": done.not_cancelled})
 
 
-@router.post("/{batch_id}/reschedule", response_model=RescheduleReport, responses=responses(401, 404, 422, 503))
+@router.post(
+    "/{batch_id}/reschedule", response_model=RescheduleReport, responses=responses(400, 401, 404, 413, 422, 503)
+)
 async def reschedule_batch(
     request: Request,
     batch_id: str,

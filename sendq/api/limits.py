@@ -32,26 +32,33 @@ class BodyLimit:
                 return
         seen = 0
         started = False
+        too_large = False
 
         async def counted() -> Message:
-            nonlocal seen
+            nonlocal seen, too_large
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
+                    too_large = True
                     raise _TooLarge
             return message
 
         async def tracked(message: Message) -> None:
             nonlocal started
+            if too_large:
+                # The app's answer to a body it could not read (FastAPI turns the error into a 400) is replaced.
+                return
             started = started or message["type"] == "http.response.start"
             await send(message)
 
         try:
             await self.app(scope, counted, tracked)
-        except _TooLarge:
-            if not started:
-                await _refuse(send, limit)
+        except Exception:
+            if not too_large:
+                raise
+        if too_large and not started:
+            await _refuse(send, limit)
 
 
 async def _refuse(send: Send, limit: int) -> None:

@@ -51,7 +51,18 @@ async def owned(request: Request, key: ApiKey, message_id: str) -> Message:
     return message
 
 
-@router.post("", status_code=201, response_model=MessageOut, responses=responses(401, 409, 413, 422, 503))
+#: a replay answers 200 with the message the first request stored
+_REPLAYED: dict[int | str, dict[str, Any]] = {
+    200: {"model": MessageOut, "description": "The original message (repeated Idempotency-Key or reference_id)"}
+}
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=MessageOut,
+    responses=_REPLAYED | responses(400, 401, 404, 409, 413, 422, 503),
+)
 async def program_message(
     request: Request,
     response: Response,
@@ -120,12 +131,12 @@ async def list_or_find(
     return MessagePage(items=[MessageOut.of(m) for m in page.messages], next_cursor=page.next_cursor)
 
 
-@router.get("/{message_id}", response_model=MessageOut, responses=responses(401, 404, 503))
+@router.get("/{message_id}", response_model=MessageOut, responses=responses(401, 404, 422, 503))
 async def get_message(request: Request, message_id: str, key: Key) -> MessageOut:
     return MessageOut.of(await owned(request, key, message_id))
 
 
-@router.post("/{message_id}/cancel", response_model=MessageOut, responses=responses(401, 404, 409, 503))
+@router.post("/{message_id}/cancel", response_model=MessageOut, responses=responses(401, 404, 409, 422, 503))
 async def cancel_message(request: Request, message_id: str, key: Key) -> MessageOut:
     """Cancel; 409 names the status that prevents it (once ``sending`` started, it cannot be stopped)."""
     await owned(request, key, message_id)

@@ -71,7 +71,11 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         422: "Invalid input",
         503: "Redis unavailable",
     }
-    return {s: {"model": Problem, "description": titles[s], "content": {MEDIA_TYPE: {}}} for s in statuses}
+    # ``model`` registers Problem in the components; the problem documents are served as MEDIA_TYPE.
+    schema = {"$ref": "#/components/schemas/Problem"}
+    return {
+        s: {"model": Problem, "description": titles[s], "content": {MEDIA_TYPE: {"schema": schema}}} for s in statuses
+    }
 
 
 def _location(loc: tuple[Any, ...]) -> str:

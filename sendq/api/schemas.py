@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sendq.batches import Batch
 from sendq.channel import Channel
-from sendq.message import Message
+from sendq.message import Message, from_ms, to_ms
 from sendq.status import MessageStatus
 
 
@@ -73,6 +73,11 @@ class MessageOut(BaseModel):
     @classmethod
     def of(cls, m: Message) -> "MessageOut":
         data = m.model_dump(exclude={"history"})
+        # Times as the store keeps them (whole ms): the answer to a POST equals what a later GET shows, and its
+        # created_at works as a created_from filter.
+        for name in ("created_at", "status_at", "valid_until", "send_at"):
+            if data[name] is not None:
+                data[name] = from_ms(to_ms(data[name]))
         data["statuses"] = [StatusEntry(status=h.status, at=h.at, reason=h.reason, detail=h.detail) for h in m.history]
         return cls.model_validate(data, from_attributes=False, strict=False, context=None)
 

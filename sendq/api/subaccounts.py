@@ -48,7 +48,7 @@ async def get_rules(request: Request, subaccount: SubaccountPath, key: OperatorK
     return await _store(request).rules(subaccount_of(key, subaccount))
 
 
-@router.put("/{subaccount}", response_model=SubaccountRules, responses=responses(401, 403, 404, 422, 503))
+@router.put("/{subaccount}", response_model=SubaccountRules, responses=responses(400, 401, 403, 404, 413, 422, 503))
 async def put_rules(
     request: Request, subaccount: SubaccountPath, rules: SubaccountRules, key: OperatorKey
 ) -> SubaccountRules:
@@ -75,7 +75,9 @@ def _normalised(kind: str, value: str) -> tuple[str | None, str | None]:
     raise ApiProblem(404, "Not found", f"no allowlist {kind!r} (terms or domains)")
 
 
-@router.post("/{subaccount}/allowlist/{kind}", response_model=Allowlists, responses=responses(401, 403, 404, 422, 503))
+@router.post(
+    "/{subaccount}/allowlist/{kind}", response_model=Allowlists, responses=responses(400, 401, 403, 404, 413, 422, 503)
+)
 async def allow(request: Request, subaccount: SubaccountPath, kind: str, body: AllowIn, key: OperatorKey) -> Allowlists:
     """Enable a restricted term (``terms``) or a link domain (``domains``) for the subaccount."""
     sub = subaccount_of(key, subaccount)
@@ -110,7 +112,7 @@ async def suppression_list(
     "/{subaccount}/suppression",
     status_code=201,
     response_model=Suppression,
-    responses=responses(401, 403, 404, 422, 503),
+    responses=responses(400, 401, 403, 404, 413, 422, 503),
 )
 async def suppress(request: Request, subaccount: SubaccountPath, body: SuppressIn, key: OperatorKey) -> Suppression:
     sub = subaccount_of(key, subaccount)
