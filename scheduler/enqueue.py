@@ -12,6 +12,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
 
+from scheduler.packing import use_hiredis_packing
 from sendq.errors import ConfigurationError
 from sendq.keys import JobName
 from sendq.message import dispatch_job_id
@@ -49,12 +50,17 @@ async def connect(settings: Settings, *, patient: bool = True) -> ArqRedis:
     """An arq Redis pool for ``settings.redis_url``."""
     if not settings.redis_url:
         raise ConfigurationError("SENDQ_REDIS_URL is not set (or run `sendq dev` for an embedded one)")
-    return await create_pool(
+    pool = await create_pool(
         redis_settings(settings.redis_url, patient=patient),
         job_serializer=serialize_job,
         job_deserializer=deserialize_job,
         default_queue_name=settings.queue_name,
     )
+    use_hiredis_packing(pool)
+    # Drop the connection create_pool pinged with: it packs the slow way; the next command opens a fast one.
+    await pool.connection_pool.disconnect()
+    pool.connection_pool.reset()
+    return pool
 
 
 async def enqueue_dispatch(

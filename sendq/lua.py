@@ -98,12 +98,12 @@ for _, id in ipairs(ids) do
     redis.call('ZREM', p .. 'all', id)
     redis.call('ZREM', p .. 'status:' .. f[2], id)
     redis.call('ZREM', p .. 'channel:' .. f[3], id)
-    if f[4] ~= '' then
+    if f[4] and f[4] ~= '' then
       redis.call('ZREM', p .. 'batch:' .. f[4], id)
       redis.call('HINCRBY', 'sendq:batch:' .. f[1] .. ':' .. f[4], 'n:' .. f[2], -1)
     end
-    if f[5] ~= '' then redis.call('ZREM', p .. 'file:' .. f[5], id) end
-    if f[6] ~= '' then
+    if f[5] and f[5] ~= '' then redis.call('ZREM', p .. 'file:' .. f[5], id) end
+    if f[6] and f[6] ~= '' then
       local rk = 'sendq:ref:' .. f[1] .. ':' .. f[6]
       if redis.call('GET', rk) == id then redis.call('DEL', rk) end
     end

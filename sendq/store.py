@@ -19,6 +19,11 @@ _BOOL_FIELDS = frozenset({"reuse_key", "provider_idempotent"})
 _JSON_FIELDS = frozenset({"variables"})
 
 
+#: fields a new record leaves at their default: not written (a stored message costs less memory; ``_load``
+#: fills them back in)
+_DEFAULT_PAIRS = frozenset({("variables", "{}"), ("reuse_key", "0"), ("provider_idempotent", "0")})
+
+
 @dataclass(frozen=True, slots=True)
 class Transition:
     """What a compare-and-set did: ``ok`` false means the message was not in an expected state."""
@@ -125,7 +130,8 @@ class MessageStore:
             str(to_ms(message.created_at + self.retention)) if status in FINAL_STATUSES else "",
         ]
         for field, value in flat.items():
-            args += [field, value]
+            if value != "" and (field, value) not in _DEFAULT_PAIRS:  # absent reads back as the default
+                args += [field, value]
         call_keys = [
             keys.message(message.id),
             keys.history(message.id),
