@@ -5,6 +5,7 @@ a time, so a 100,000-row file never has to be in memory at once. An item that is
 its validity) is reported with its number and never stored; valid items are accepted even when others fail.
 """
 
+import asyncio
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from datetime import datetime
 from scheduler.intake import Scheduler
 from sendq import keys
 from sendq.batches import Batch, BatchStore
-from sendq.errors import InvalidInput
+from sendq.errors import InvalidInput, MessageNotFound
 from sendq.message import Message, NewMessage, utcnow
 
 #: messages per pipelined ``program_many`` call: large enough to amortise round trips, small enough to bound
@@ -129,3 +130,36 @@ async def cancel_batch(scheduler: Scheduler, subaccount: str, batch_id: str, *, 
                 kept[outcome.status.value] += 1
         start += len(ids)
     return BatchCancel(cancelled, dict(kept))
+
+
+async def reschedule_messages(scheduler: Scheduler, ids: list[str], at: datetime) -> tuple[int, Counter[str]]:
+    """Move the programmed and blocked messages to ``at``: (how many moved, the others by why not).
+
+    Why not: ``not_waiting`` (sent, cancelled, ... already), ``outside_window`` (``at`` is outside the
+    subaccount's sending windows), ``purged``.
+
+    Raises:
+        InvalidInput: ``at`` is too far ahead (field ``at``); nothing is moved.
+    """
+    done, skipped = 0, Counter[str]()
+
+    async def one(message_id: str) -> str | None:
+        try:
+            await scheduler.reschedule(message_id, at)
+        except MessageNotFound:
+            return "purged"
+        except InvalidInput as exc:
+            if exc.field == "at" and "outside the sending windows" in exc.reason:
+                return "outside_window"
+            if exc.field == "at":  # the horizon: the same for every message, so checked before any moved
+                raise
+            return "not_waiting"
+        return None
+
+    for start in range(0, len(ids), CHUNK):
+        for why in await asyncio.gather(*(one(i) for i in ids[start : start + CHUNK])):
+            if why is None:
+                done += 1
+            else:
+                skipped[why] += 1
+    return done, skipped

@@ -59,7 +59,7 @@ async def connect(settings: Settings, *, patient: bool = True) -> ArqRedis:
     use_hiredis_packing(pool)
     # Drop the connection create_pool pinged with: it packs the slow way; the next command opens a fast one.
     await pool.connection_pool.disconnect()
-    pool.connection_pool.reset()
+    pool.connection_pool.reset()  # type: ignore[no-untyped-call]
     return pool
 
 

@@ -132,7 +132,7 @@ class Scheduler:
             InvalidInput: the send time is beyond the horizon or already past the message's validity.
         """
         base = new.send_at or now
-        self._check_horizon("send_at", base, now)
+        self.check_horizon("send_at", base, now)
         validity = new.validity or timedelta(seconds=self.settings.validity_s)
         if validity > timedelta(seconds=self.settings.max_schedule_ahead_s):
             raise InvalidInput("validity", f"is longer than {self._horizon_text()}")
@@ -242,7 +242,7 @@ class Scheduler:
     def _horizon_text(self) -> str:
         return f"{self.settings.max_schedule_ahead_s / 86400:g} days (SENDQ_MAX_SCHEDULE_AHEAD_S)"
 
-    def _check_horizon(self, field: str, at: datetime, now: datetime) -> None:
+    def check_horizon(self, field: str, at: datetime, now: datetime) -> None:
         if at - now > timedelta(seconds=self.settings.max_schedule_ahead_s):
             raise InvalidInput(field, f"is more than {self._horizon_text()} ahead")
 
@@ -292,7 +292,7 @@ class Scheduler:
         if at.tzinfo is None or at.utcoffset() is None:
             raise InvalidInput("at", "must be timezone-aware")
         now = now or utcnow()
-        self._check_horizon("at", at, now)
+        self.check_horizon("at", at, now)
         message = await self.get(message_id)
         ctx = await self.subaccounts.context(message.subaccount, message.channel, message.to)
         blocked = self.rules.window(message, ctx, max(at, now))

@@ -18,9 +18,9 @@ import contextlib
 import os
 import sys
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import IO, Any, Final
 
 from rich import box
@@ -30,15 +30,16 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColum
 from rich.table import Table
 from rich.text import Text
 
+from scheduler import batching
 from scheduler.batching import BatchIntake, ItemResult, cancel_batch
 from sendq import keys
 from sendq.batches import Batch, BatchStore
 from sendq.channel import Channel
 from sendq.cli_args import subaccount_id
-from sendq.csvrows import CsvDefaults, CsvFormatError, RowError, open_text, read_rows
-from sendq.errors import InvalidInput, MessageNotFound
+from sendq.csvrows import CsvDefaults, CsvFormatError, batch_items, open_text, read_rows
+from sendq.errors import InvalidInput
 from sendq.listing import MAX_LIMIT, InvalidCursor, MessageFilter, decode_cursor, list_messages
-from sendq.message import Message, NewMessage, utcnow
+from sendq.message import Message, utcnow
 from sendq.settings import Settings
 from sendq.status import MessageStatus
 
@@ -239,39 +240,6 @@ async def batch_message_ids(redis: Any, subaccount: str, batch_id: str) -> list[
     return [i.decode() if isinstance(i, bytes) else i for i in raw]
 
 
-async def reschedule_messages(scheduler: Any, ids: list[str], at: datetime) -> tuple[int, Counter[str]]:
-    """Move the programmed and blocked messages to ``at``: (how many moved, the others by why not).
-
-    Why not: ``not_waiting`` (sent, cancelled, ... already), ``outside_window`` (``at`` is outside the
-    subaccount's sending windows), ``purged``.
-
-    Raises:
-        InvalidInput: ``at`` is too far ahead (field ``at``); nothing is moved.
-    """
-    done, skipped = 0, Counter[str]()
-
-    async def one(message_id: str) -> str | None:
-        try:
-            await scheduler.reschedule(message_id, at)
-        except MessageNotFound:
-            return "purged"
-        except InvalidInput as exc:
-            if exc.field == "at" and "outside the sending windows" in exc.reason:
-                return "outside_window"
-            if exc.field == "at":  # the horizon: the same for every message, so checked before any moved
-                raise
-            return "not_waiting"
-        return None
-
-    for start in range(0, len(ids), _CONCURRENCY):
-        for why in await asyncio.gather(*(one(i) for i in ids[start : start + _CONCURRENCY])):
-            if why is None:
-                done += 1
-            else:
-                skipped[why] += 1
-    return done, skipped
-
-
 def _counts(counter: Counter[str] | dict[str, int] | dict[MessageStatus, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))) or "-"
 
@@ -297,13 +265,6 @@ def batch_lines(batch: Batch) -> list[str]:
     ]
 
 
-def _check_horizon(settings: Settings, at: datetime) -> None:
-    # The scheduler checks this per message; checked once here so that a bad --at moves nothing.
-    if at - utcnow() > timedelta(seconds=settings.max_schedule_ahead_s):
-        days = settings.max_schedule_ahead_s / 86400
-        raise InvalidInput("--at", f"is more than {days:g} days (SENDQ_MAX_SCHEDULE_AHEAD_S) ahead")
-
-
 async def _batch(scheduler: Any, ns: argparse.Namespace) -> int:
     store = BatchStore(scheduler.store.redis)
     batch = await store.get(ns.subaccount, ns.id)
@@ -314,7 +275,10 @@ async def _batch(scheduler: Any, ns: argparse.Namespace) -> int:
         print(batch.model_dump_json(indent=2) if ns.json else "\n".join(batch_lines(batch)))
         return 0
     if ns.action == "reschedule":
-        _check_horizon(scheduler.settings, ns.at)
+        try:  # once, so that a bad --at moves nothing
+            scheduler.check_horizon("at", ns.at, utcnow())
+        except InvalidInput as exc:
+            raise InvalidInput("--at", exc.reason) from None
     if ns.action == "cancel":
         done = await cancel_batch(scheduler, ns.subaccount, ns.id, by=ns.by)
         changed, others = done.cancelled, done.not_cancelled
@@ -324,7 +288,7 @@ async def _batch(scheduler: Any, ns: argparse.Namespace) -> int:
     else:
         ids = await batch_message_ids(store.redis, ns.subaccount, ns.id)
         try:
-            changed, others = await reschedule_messages(scheduler, ids, ns.at)
+            changed, others = await batching.reschedule_messages(scheduler, ids, ns.at)
         except InvalidInput as exc:
             raise InvalidInput("--at", exc.reason) from None
         print(f"rescheduled {changed} of {len(ids)} messages of batch {ns.id} to {ns.at.isoformat()}")
@@ -335,18 +299,6 @@ async def _batch(scheduler: Any, ns: argparse.Namespace) -> int:
 
 
 # --- sendq import ----------------------------------------------------------------------------------------------
-
-
-def take(
-    rows: Iterator[tuple[int, NewMessage | RowError]], n: int = ROWS_PER_CHUNK
-) -> list[tuple[int, NewMessage | InvalidInput]]:
-    """The next ``n`` rows of ``read_rows`` as ``BatchIntake`` items (a bad row becomes its ``InvalidInput``)."""
-    out: list[tuple[int, NewMessage | InvalidInput]] = []
-    for number, row in rows:
-        out.append((number, InvalidInput(row.field, row.reason) if isinstance(row, RowError) else row))
-        if len(out) >= n:
-            break
-    return out
 
 
 @dataclass(slots=True)
@@ -469,7 +421,7 @@ async def _program_file(
     text = open_text(binary)
     try:
         rows = read_rows(text, defaults, max_rows=ns.max_rows)
-        while chunk := take(rows):
+        while chunk := batch_items(rows):
             report.add(await intake.add(chunk))
             progress.update(task, completed=binary.tell())
     except CsvFormatError as exc:  # the file changed after it was checked

@@ -396,3 +396,16 @@ def _row_error(row: int, exc: ValidationError) -> RowError:
     else:
         field = str(loc[0])
     return RowError(row, field, _reason(err["msg"]))
+
+
+def batch_items(
+    rows: Iterator[tuple[int, NewMessage | RowError]], n: int = 500
+) -> list[tuple[int, NewMessage | InvalidInput]]:
+    """The next ``n`` rows of ``read_rows`` as batch-intake items (a bad row becomes its ``InvalidInput``);
+    empty when the file is done. Callers loop, so a large file is programmed a chunk at a time."""
+    out: list[tuple[int, NewMessage | InvalidInput]] = []
+    for number, row in rows:
+        out.append((number, InvalidInput(row.field, row.reason) if isinstance(row, RowError) else row))
+        if len(out) >= n:
+            break
+    return out

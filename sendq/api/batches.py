@@ -2,8 +2,6 @@
 counts per status, and cancel or reschedule a whole batch."""
 
 import asyncio
-from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated
 
@@ -26,10 +24,10 @@ from sendq.api.schemas import (
     RescheduleReport,
 )
 from sendq.batches import BatchStore
-from sendq.csvrows import CsvDefaults, CsvFormatError, RowError, open_text, read_rows
+from sendq.csvrows import CsvDefaults, CsvFormatError, batch_items, open_text, read_rows
 from sendq.errors import InvalidInput
 from sendq.listing import InvalidCursor, decode_cursor, encode_cursor
-from sendq.message import NewMessage
+from sendq.message import NewMessage, utcnow
 from sendq.settings import Settings
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
@@ -103,14 +101,14 @@ async def upload_batch(
     text = open_text(file.file)
     try:
         rows = read_rows(text, defaults, max_rows=settings.api_max_csv_rows)
-        first = _take(rows)  # the header is checked before anything is written
+        first = batch_items(rows, _ROWS_PER_CHUNK)  # the header is checked before anything is written
         intake = await BatchIntake.start(scheduler_of(request), sub, created_by=defaults.created_by, file_name=name)
         results: list[ItemResult] = []
         chunk = first
         while chunk:
-            results += await intake.add([(n, _as_item(r)) for n, r in chunk])
+            results += await intake.add(chunk)
             await asyncio.sleep(0)
-            chunk = _take(rows)
+            chunk = batch_items(rows, _ROWS_PER_CHUNK)
     except CsvFormatError as exc:
         where = f" (row {exc.row})" if exc.row else ""
         raise ApiProblem(422, "Invalid input", f"file: {exc}{where}", field="file") from None
@@ -118,19 +116,6 @@ async def upload_batch(
         text.detach()
     batch = await intake.finish()
     return BatchCreated(**BatchOut.of(batch).model_dump(), items=[i for i in _items(results) if i.field is not None])
-
-
-def _take(rows: Iterator[tuple[int, NewMessage | RowError]]) -> list[tuple[int, NewMessage | RowError]]:
-    out = []
-    for item in rows:
-        out.append(item)
-        if len(out) >= _ROWS_PER_CHUNK:
-            break
-    return out
-
-
-def _as_item(row: NewMessage | RowError) -> NewMessage | InvalidInput:
-    return InvalidInput(row.field, row.reason) if isinstance(row, RowError) else row
 
 
 @router.get("", response_model=BatchPage, responses=responses(401, 404, 422, 503))
@@ -207,24 +192,11 @@ async def reschedule_batch(
         raise ApiProblem(422, "Invalid input", "send_at: must be timezone-aware", field="send_at")
     sub, _ = await _batch(request, key, batch_id, subaccount)
     scheduler = scheduler_of(request)
+    try:
+        # The horizon is the same for every message: refuse before any moves.
+        scheduler.check_horizon("send_at", body.send_at, utcnow())
+    except InvalidInput as exc:
+        raise ApiProblem(422, "Invalid input", f"send_at: {exc.reason}", field="send_at") from None
     ids = await _message_ids(request, sub, batch_id)
-    done, skipped = 0, Counter[str]()
-
-    async def one(message_id: str) -> str | None:
-        try:
-            await scheduler.reschedule(message_id, body.send_at)
-        except InvalidInput as exc:
-            if exc.field == "at" and "outside the sending windows" in exc.reason:
-                return "outside_window"
-            if "more than" in exc.reason:
-                raise ApiProblem(422, "Invalid input", f"send_at: {exc.reason}", field="send_at") from None
-            return "not_waiting"
-        return None
-
-    for start in range(0, len(ids), 200):
-        for why in await asyncio.gather(*(one(i) for i in ids[start : start + 200])):
-            if why is None:
-                done += 1
-            else:
-                skipped[why] += 1
+    done, skipped = await batching.reschedule_messages(scheduler, ids, body.send_at)
     return RescheduleReport(rescheduled=done, skipped=dict(skipped))
