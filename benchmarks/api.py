@@ -6,7 +6,6 @@ redis-server the benchmark run started; no worker runs, so every message stays p
 """
 
 import time
-
 from typing import Any
 
 import httpx
@@ -101,4 +100,3 @@ if __name__ == "__main__":
         print(asyncio.run(run(server.url, count)))
     finally:
         server.stop()
-

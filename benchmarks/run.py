@@ -39,7 +39,7 @@ from typing import Any
 
 from arq.connections import ArqRedis
 
-from benchmarks import content as content_bench
+from benchmarks import api as api_bench, content as content_bench, listing as listing_bench
 from scheduler.enqueue import connect, deserialize_job, redis_settings, serialize_job
 from scheduler.intake import Scheduler
 from sendq import keys
@@ -70,11 +70,20 @@ class Sizes:
     arq_jobs: int
     messages: int
     lateness_s: float
+    #: messages programmed through the HTTP API (JSON batches, then one CSV file)
+    api_messages: int
+    #: messages stored for the list-endpoint latency
+    stored_messages: int
 
 
-SMOKE = Sizes(arq_jobs=100, messages=100, lateness_s=1.0)
-FULL = Sizes(arq_jobs=5000, messages=5000, lateness_s=10.0)
-QUICK = Sizes(arq_jobs=1000, messages=1000, lateness_s=4.0)
+SMOKE = Sizes(arq_jobs=100, messages=100, lateness_s=1.0, api_messages=300, stored_messages=2_000)
+FULL = Sizes(arq_jobs=5000, messages=5000, lateness_s=10.0, api_messages=100_000, stored_messages=1_000_000)
+QUICK = Sizes(arq_jobs=1000, messages=1000, lateness_s=4.0, api_messages=10_000, stored_messages=100_000)
+#: issue 4's aims
+API_INTAKE_TARGET = 10_000.0
+MEMORY_TARGET_B = 1024.0
+CANCEL_TARGET_S = 5.0
+LIST_TARGET_MS = 100.0
 
 
 # --- processes ---------------------------------------------------------------------------------------------
@@ -500,6 +509,10 @@ class Results:
     lateness: LatenessResult
     #: content-rule checks (``benchmarks/content.py``)
     content: dict[str, float]
+    #: HTTP API intake, memory and batch cancel (``benchmarks/api.py``)
+    api: dict[str, float]
+    #: list endpoint latency on many stored messages (``benchmarks/listing.py``)
+    listing: dict[str, float]
 
     @property
     def ratio(self) -> float:
@@ -571,7 +584,39 @@ def figure_rows(r: Results) -> list[tuple[str, str]]:
         ("content-rule checks/s, realistic 1-3 segment texts with links (1 core)", f"{r.content['checks_per_s']:,.0f}"),
         ("content-rule check p99, realistic texts", f"{r.content['realistic_p99_ms']:.3f} ms"),
         ("content-rule check, worst 10 kB hostile input", f"{r.content['hostile_worst_ms']:.2f} ms"),
+        *api_rows(r),
     ]
+    return rows
+
+
+def api_rows(r: Results) -> list[tuple[str, str]]:
+    a, n = r.api, int(r.api["messages"])
+    rows = [
+        (
+            f"API intake msgs/s, `POST /v1/batches` ({n:,} msgs, 10,000 per request)",
+            f"{a['batches_json_msgs_per_s']:,.0f}",
+        ),
+        (f"API intake msgs/s, `POST /v1/batches/file` (one {n:,}-row CSV)", f"{a['batches_file_msgs_per_s']:,.0f}"),
+        (
+            "Redis memory per message programmed through the API (record, history, indexes, arq job)",
+            f"{a['memory_per_message_b']:,.0f} B",
+        ),
+        (
+            f"time to cancel a {n:,}-message batch (`POST /v1/batches/ID/cancel`)",
+            f"{a['cancel_whole_file_batch_s']:.2f} s",
+        ),
+    ]
+    n_stored = int(r.listing.get("n", 0))
+    for name in [k.removesuffix("_ms_p50") for k in r.listing if k.endswith("_ms_p50")]:
+        p50, p99 = r.listing[f"{name}_ms_p50"], r.listing[f"{name}_ms_p99"]
+        label = f"list query `{name}` on {n_stored:,} stored messages (limit 50): p50 / p99"
+        rows.append((label, f"{p50:.1f} / {p99:.1f} ms"))
+    rows.append(
+        (
+            "Redis memory per message in the list benchmark (records and indexes, no jobs)",
+            f"{r.listing.get('memory_per_message_b', 0):,.0f} B",
+        )
+    )
     return rows
 
 
@@ -582,7 +627,24 @@ def target_lines(r: Results) -> list[str]:
     ratio = f"{r.sendq[0].rate:,.0f} / {r.arq.rate:,.0f} = {r.ratio:.2f}x"
     worst = r.content["hostile_worst_ms"]
     block_met = "met" if worst < CONTENT_BLOCK_TARGET_MS else "not met"
+    a = r.api
+    worst_list = max((v for k, v in r.listing.items() if k.endswith("_ms_p99")), default=float("nan"))
+
+    def met(ok: bool) -> str:
+        return "met" if ok else "not met"
+
+    api_lines = [
+        f"API intake >= {API_INTAKE_TARGET:,.0f} msgs/s: **{met(min(a['batches_json_msgs_per_s'], a['batches_file_msgs_per_s']) >= API_INTAKE_TARGET)}** "
+        + f"(JSON {a['batches_json_msgs_per_s']:,.0f}, file {a['batches_file_msgs_per_s']:,.0f})",
+        f"<= {MEMORY_TARGET_B:,.0f} B Redis memory per programmed message: **{met(a['memory_per_message_b'] <= MEMORY_TARGET_B)}** "
+        + f"({a['memory_per_message_b']:,.0f} B)",
+        f"batch cancel of {int(a['messages']):,} under {CANCEL_TARGET_S:.0f} s: **{met(a['cancel_whole_file_batch_s'] < CANCEL_TARGET_S)}** "
+        + f"({a['cancel_whole_file_batch_s']:.2f} s)",
+        f"list endpoint first page well under {LIST_TARGET_MS:.0f} ms (worst p99): **{met(worst_list < LIST_TARGET_MS)}** "
+        + f"({worst_list:.1f} ms on {int(r.listing.get('n', 0)):,} stored)",
+    ]
     return [
+        *api_lines,
         f"sendq (1 process) >= {RATIO_TARGET}x bare arq: **{ratio_met}** ({ratio})",
         f"no content check blocks the event loop for {CONTENT_BLOCK_TARGET_MS:.0f} ms or more: **{block_met}** "
         + f"(worst {worst:.2f} ms on 10 kB hostile inputs)",
@@ -660,6 +722,17 @@ def how_measured(r: Results) -> list[str]:
             " and a not-enabled link) with `sendq.content.check_content` in this process, and a set of 10 kB"
             " hostile inputs (runs of dots, brackets, fake URLs, format characters), each a few times; the worst"
             " single check is how long it holds the event loop."
+        ),
+        (
+            "**HTTP API**: `benchmarks/api.py` runs the FastAPI app in the benchmark process behind httpx's ASGI"
+            " transport (no sockets) on the same private Redis, with no worker running: N messages as JSON batches"
+            " of 10,000, the memory delta over them, a cancel of each batch, then the same N as one CSV upload"
+            " and a cancel of that whole batch."
+        ),
+        (
+            "**List endpoint**: `benchmarks/listing.py` writes N message records and their index entries straight"
+            " into Redis (the layout the store's scripts write), then times `list_messages` first pages (limit 50)"
+            " for each filter, median and p99 over repeated calls."
         ),
         "A small shared machine is noisy: runs vary, so treat single figures as roughly +/-30 %.",
     ]
@@ -763,6 +836,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         machine = machine_facts(asyncio.run(redis_version(redis.url)))
         arq_result, sendq_results, lateness = asyncio.run(run_all(sizes, procs, redis))
         content = content_bench.run(quick=ns.quick or ns.smoke)
+        api = asyncio.run(api_bench.run(redis.url, sizes.api_messages))
+        print(f"API: {api}", flush=True)
+        listing = asyncio.run(listing_bench.run(redis.url, sizes.stored_messages))
+        print(f"list endpoint: {listing}", flush=True)
         print(f"content rules: {content['checks_per_s']:,.0f} checks/s, worst {content['hostile_worst_ms']:.2f} ms")
         ok = True
     finally:
@@ -783,6 +860,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sendq=sendq_results,
         lateness=lateness,
         content=content,
+        api=api,
+        listing=listing,
     )
     print()
     print(render_text(results))

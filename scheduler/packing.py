@@ -18,9 +18,7 @@ class _HiredisPacking:
     def pack_command(self, *args: Any) -> list[bytes]:
         first = args[0]
         # Like redis-py: a command name given with spaces ("CONFIG GET") goes out as separate words.
-        if isinstance(first, str) and " " in first:
-            args = (*first.split(), *args[1:])
-        elif isinstance(first, bytes) and b" " in first:
+        if isinstance(first, str) and " " in first or isinstance(first, bytes) and b" " in first:
             args = (*first.split(), *args[1:])
         return [hiredis.pack_command(args)]
 

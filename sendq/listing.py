@@ -1,0 +1,376 @@
+"""The filtered "messages sent" list (``GET /v1/messages``): newest first, cursor pagination, served from the
+secondary indexes (``sendq/keys.py``), never from a SCAN.
+
+Every index is a zset of message ids scored by creation ms, so all of them share one total order: score
+descending, then id descending (Redis orders equal scores by member bytes). A cursor is a position in that
+order, ``(score, id)``, so it does not depend on which index served the page; the next page is everything
+strictly after it. New messages are created *now*, so they sort before any cursor handed out earlier: they
+never show up on a later page (no duplicates) and they shift nothing the cursor points past (no gaps).
+
+A call picks the *driving* index: the one of the filters' indexes with the fewest entries in the requested
+window (``ZCOUNT``, one pipelined round trip; ``...:all`` when no filter names an index). It walks that index
+newest first in chunks; when other filters remain, each chunk's candidates are checked against their
+records' fields by one small read-only script (an ``HMGET`` per candidate inside Redis: about 4 times faster
+than pipelining the ``HMGET`` calls from Python), and only the page's matches are loaded in full
+(``MessageStore.get_many``). The record is the truth: a match is checked once more after loading, so a message
+that changed status or was purged between the reads is left out.
+
+The work per call is bounded: at most ``SCAN_FACTOR * limit`` (and ``MAX_SCAN``) candidates are examined, in
+chunks of at most ``MAX_CHUNK`` so that no script call holds Redis for more than a few ms. When a selective
+combination of filters runs the budget out before ``limit`` matches, the page holds what was found (possibly
+nothing) and ``next_cursor`` points at the scan position, so the client simply asks again: a short or empty
+page with a cursor means "keep going", only ``next_cursor=None`` means there is nothing older.
+"""
+
+import base64
+import binascii
+import re
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final, cast
+
+from redis.asyncio import Redis
+
+from sendq import keys
+from sendq.channel import Channel
+from sendq.message import Message
+from sendq.status import MessageStatus
+from sendq.store import MessageStore
+
+#: the largest page a client may ask for
+MAX_LIMIT: Final = 1000
+#: at most this many index entries are examined per requested message before the call returns a cursor...
+SCAN_FACTOR: Final = 50
+#: ...and at most this many in all (a limit-1000 page of a selective filter would otherwise take ~0.2 s)
+MAX_SCAN: Final = 20_000
+#: the first chunk read from the driving index when candidates must be checked: ``CHUNK_FACTOR * limit``,
+#: at least ``MIN_CHUNK``; later chunks double (the filters have proved selective) up to ``MAX_CHUNK``
+CHUNK_FACTOR: Final = 4
+MIN_CHUNK: Final = 64
+MAX_CHUNK: Final = 2048
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
+#: the record fields the filters name, in ``MessageFilter._wanted_fields`` order
+_CHECKED_FIELDS: Final = ("status", "channel", "batch_id", "file_name")
+#: decoded cursor: creation ms (no leading zeros, below 2**53 so a zset score holds it exactly), then the id; any
+#: id of up to 255 characters (other listings, such as batches, put their own ids in these cursors)
+#: ARGV: 1 record key prefix, 2 number of fields k, 3.. the k field names, then their k wanted values, then
+#: the candidate ids. Returns one '1'/'0' per candidate: whether its record holds every wanted value.
+#: Only equality is used: Lua's ``<`` on strings follows the server's locale, not Redis's byte order.
+_CHECK: Final = """
+local k = tonumber(ARGV[2])
+local fields, wanted = {}, {}
+for j = 1, k do fields[j] = ARGV[2 + j]; wanted[j] = ARGV[2 + k + j] end
+local flags = {}
+for i = 3 + 2 * k, #ARGV do
+  local got = redis.call('HMGET', ARGV[1] .. ARGV[i], unpack(fields))
+  local ok = '1'
+  for j = 1, k do
+    if got[j] ~= wanted[j] then ok = '0' break end
+  end
+  flags[#flags + 1] = ok
+end
+return table.concat(flags)
+"""
+_CURSOR_PAYLOAD: Final = re.compile(r"(0|[1-9][0-9]{0,15}):(.{1,255})", re.DOTALL)
+#: base64url without padding of the longest payload (16 digits, ":", 255 four-byte characters)
+_CURSOR_TEXT: Final = re.compile(r"[A-Za-z0-9_-]{2,1400}")
+_MAX_SCORE: Final = 2**53
+
+
+class InvalidCursor(ValueError):
+    """The cursor was not made by ``encode_cursor`` (or was altered)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFilter:
+    """What to list: one subaccount's messages, narrowed by any combination of the other fields.
+
+    ``created_from`` is inclusive and ``created_to`` exclusive; both must be timezone-aware.
+    """
+
+    subaccount: str
+    status: MessageStatus | None = None
+    batch_id: str | None = None
+    channel: Channel | None = None
+    file_name: str | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if not self.subaccount:
+            raise ValueError("subaccount is required")
+        # Messages without a batch or file are in no batch/file index; an empty value would list nothing.
+        for name, value in (("batch_id", self.batch_id), ("file_name", self.file_name)):
+            if value == "":
+                raise ValueError(f"{name} must not be empty (leave it out to list every {name})")
+        for name, when in (("created_from", self.created_from), ("created_to", self.created_to)):
+            if when is not None and (when.tzinfo is None or when.tzinfo.utcoffset(when) is None):
+                raise ValueError(f"{name} must be timezone-aware")
+
+    def index_keys(self) -> list[str]:
+        """The indexes that each hold a superset of the matches (empty: no filter names one)."""
+        sub = self.subaccount
+        found = []
+        if self.status is not None:
+            found.append(keys.index(sub, "status", self.status.value))
+        if self.channel is not None:
+            found.append(keys.index(sub, "channel", self.channel.value))
+        if self.batch_id is not None:
+            found.append(keys.index(sub, "batch", self.batch_id))
+        if self.file_name is not None:
+            found.append(keys.index(sub, "file", self.file_name))
+        return found
+
+    def matches(self, message: Message) -> bool:
+        """Whether a loaded record passes every filter."""
+        return (
+            message.subaccount == self.subaccount
+            and (self.status is None or message.status is self.status)
+            and (self.channel is None or message.channel is self.channel)
+            and (self.batch_id is None or message.batch_id == self.batch_id)
+            and (self.file_name is None or message.file_name == self.file_name)
+            and (self.created_from is None or message.created_at >= self.created_from)
+            and (self.created_to is None or message.created_at < self.created_to)
+        )
+
+    def _wanted_fields(self) -> tuple[bytes | None, ...]:
+        """Expected HMGET values (in ``_CHECKED_FIELDS`` order); None where any value passes."""
+        return tuple(
+            None if value is None else value.encode()
+            for value in (
+                None if self.status is None else self.status.value,
+                None if self.channel is None else self.channel.value,
+                self.batch_id,
+                self.file_name,
+            )
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page, newest first. ``next_cursor`` is None when nothing older matches.
+
+    A page can be shorter than the limit (even empty) while ``next_cursor`` is set: the scan budget ran out,
+    or a message changed or was purged between the index read and the record read. Keep following the cursor.
+    """
+
+    messages: list[Message]
+    next_cursor: str | None
+
+
+def encode_cursor(score_ms: int, message_id: str) -> str:
+    """An opaque, URL-safe cursor for the position ``(score_ms, message_id)``: the next page starts after it."""
+    payload = f"{score_ms}:{message_id}"
+    if not _CURSOR_PAYLOAD.fullmatch(payload) or score_ms >= _MAX_SCORE:
+        raise ValueError(f"cannot make a cursor of ({score_ms!r}, {message_id!r})")
+    return _b64(payload.encode())
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    """The ``(score_ms, message_id)`` a cursor stands for.
+
+    Raises:
+        InvalidCursor: on anything ``encode_cursor`` could not have made (and on nothing else).
+    """
+    # The alphabet is checked first: the base64 decoder would silently drop characters outside it.
+    if not isinstance(cursor, str) or not _CURSOR_TEXT.fullmatch(cursor):
+        raise InvalidCursor("invalid cursor")
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        payload = raw.decode()
+    except (binascii.Error, ValueError):  # an impossible length, or bytes that are not UTF-8
+        raise InvalidCursor("invalid cursor") from None
+    found = _CURSOR_PAYLOAD.fullmatch(payload)
+    # Only the one canonical spelling is accepted (base64 tolerates stray low bits in the last character).
+    if found is None or int(found[1]) >= _MAX_SCORE or _b64(raw) != cursor:
+        raise InvalidCursor("invalid cursor")
+    return int(found[1]), found[2]
+
+
+def _ceil_ms(when: datetime) -> int:
+    """The first whole ms at or after ``when``: stored creation times are whole ms (integer maths, no floats)."""
+    micros = (when - _EPOCH) // _MICROSECOND
+    return -(-micros // 1000)
+
+
+@dataclass(slots=True)
+class _Position:
+    """Where a walk down an index stands: entries strictly after ``(score, member)``.
+
+    ``score`` None is the top (+inf); ``member`` None takes every entry with that score.
+    """
+
+    score: int | None
+    member: bytes | None
+
+    def ahead(self, member: bytes, score: int) -> bool:
+        """Whether the index entry ``(member, score)`` is still ahead of this position (not walked yet)."""
+        if self.score is None or score < self.score:
+            return True
+        return score == self.score and (self.member is None or member < self.member)
+
+
+async def _tie_offset(redis: Redis, key: str, score: int, member: bytes) -> int:
+    """How many entries with ``score`` sort before ``member`` (id descending) : binary search over the group.
+
+    Needed only when more messages share one creation ms than a whole chunk holds; each probe is a
+    ``ZREVRANGEBYSCORE ... LIMIT offset 1`` within that single score, so other writes cannot shift it.
+    """
+    low, high = 0, int(await redis.zcount(key, score, score))
+    while low < high:
+        mid = (low + high) // 2
+        probe = await redis.zrevrangebyscore(key, score, score, start=mid, num=1)
+        if probe and probe[0] >= member:
+            low = mid + 1
+        else:
+            high = mid
+    return low
+
+
+async def _walk(
+    redis: Redis, key: str, pos: _Position, bottom: int | None, count: int
+) -> tuple[list[tuple[bytes, int]], bool]:
+    """Up to ``count`` entries strictly after ``pos`` with score >= ``bottom``, newest first.
+
+    Returns the entries and whether the index is exhausted (nothing past them).
+    """
+    top: int | str = "+inf" if pos.score is None else pos.score
+    low: int | str = "-inf" if bottom is None else bottom
+
+    async def read(offset: int) -> list[tuple[bytes, int]]:
+        rows = await redis.zrevrangebyscore(key, top, low, start=offset, num=count, withscores=True)
+        return [(member, int(score)) for member, score in rows]
+
+    rows = await read(0)
+    exhausted = len(rows) < count
+    # Entries that share the position's score and sort before its id were walked already (they come first).
+    skip = 0
+    while skip < len(rows) and not pos.ahead(*rows[skip]):
+        skip += 1
+    if skip == count and pos.score is not None and pos.member is not None:
+        # The whole chunk was one tie group at or before the position: jump past it instead of paging through.
+        rows = await read(await _tie_offset(redis, key, pos.score, pos.member))
+        exhausted = len(rows) < count
+        skip = 0
+        # The group may have changed between the reads; never hand back an entry already walked.
+        while skip < len(rows) and not pos.ahead(*rows[skip]):
+            skip += 1
+    return rows[skip:], exhausted
+
+
+async def _check(redis: Redis, flt: MessageFilter, members: list[bytes]) -> list[bool]:
+    """Whether each candidate's record passes the filters (a purged one does not): one read-only script call."""
+    if not members:
+        return []
+    wanted = [(field, value) for field, value in zip(_CHECKED_FIELDS, flt._wanted_fields(), strict=True) if value]
+    names = [field for field, _ in wanted]
+    values = [value.decode() for _, value in wanted]
+    args = [keys.message(""), str(len(wanted)), *names, *values, *(member.decode() for member in members)]
+    # EVAL, not EVALSHA: the script is small, and a NOSCRIPT error reply would drop the connection to the
+    # embedded server of `sendq dev` (see MessageStore._load_scripts).
+    # (redis-py types ``eval`` as its sync client's; on the asyncio client it returns an awaitable)
+    flags = await cast("Awaitable[bytes]", redis.eval(_CHECK, 0, *args))
+    return [flag == ord("1") for flag in flags]
+
+
+def _window(flt: MessageFilter, cursor: str | None) -> tuple[_Position, int | None] | None:
+    """Where the walk starts and the lowest score it may reach; None when the window is empty."""
+    bottom = None if flt.created_from is None else _ceil_ms(flt.created_from)
+    pos = _Position(None if flt.created_to is None else _ceil_ms(flt.created_to) - 1, None)
+    if cursor is not None:
+        score, message_id = decode_cursor(cursor)
+        # A cursor above the window (made under another filter) just starts at the window's top.
+        if pos.score is None or score <= pos.score:
+            pos = _Position(score, message_id.encode())
+    if pos.score is not None and bottom is not None and pos.score < bottom:
+        return None
+    return pos, bottom
+
+
+async def _driving_index(redis: Redis, flt: MessageFilter, pos: _Position, bottom: int | None) -> str | None:
+    """The filters' index with the fewest entries left in the window; None when one of them has none."""
+    candidates = flt.index_keys() or [keys.index_all(flt.subaccount)]
+    if len(candidates) == 1:
+        return candidates[0]
+    # ZCOUNT rather than ZCARD: O(log n) all the same, and it sees the created range and the cursor.
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in candidates:
+            pipe.zcount(key, "-inf" if bottom is None else bottom, "+inf" if pos.score is None else pos.score)
+        sizes = [int(n) for n in await pipe.execute()]
+    smallest = min(sizes)
+    return None if smallest == 0 else candidates[sizes.index(smallest)]
+
+
+async def _scan(
+    redis: Redis, flt: MessageFilter, key: str, pos: _Position, bottom: int | None, limit: int
+) -> tuple[list[bytes], tuple[int, bytes] | None]:
+    """Walk ``key`` from ``pos`` for up to ``limit`` matches within the scan budget.
+
+    Returns the matching ids, newest first, and the position the next page starts after (None: nothing older).
+    """
+    # An index that is the only filter holds exactly the matches: its entries need no check.
+    checked = len(flt.index_keys()) > 1
+    budget = min(SCAN_FACTOR * limit, MAX_SCAN)
+    chunk = max(MIN_CHUNK, CHUNK_FACTOR * limit) if checked else limit + 1
+    scanned = 0
+    found: list[bytes] = []
+    last: tuple[int, bytes] | None = None
+    # Scanning goes on to a (limit + 1)-th match when the budget allows: finding one proves there is more, and
+    # running out of entries first ends the listing here instead of with an extra, empty page.
+    while True:
+        want = min(chunk, budget - scanned) if checked else limit + 1 - len(found)
+        rows, exhausted = await _walk(redis, key, pos, bottom, want)
+        passed = await _check(redis, flt, [member for member, _ in rows]) if checked else [True] * len(rows)
+        for (member, score), ok in zip(rows, passed, strict=True):
+            if ok and len(found) == limit:
+                return found, last  # more matches exist: the next page starts after this page's last message
+            scanned += 1
+            pos = _Position(score, member)
+            if ok:
+                found.append(member)
+                last = (score, member)
+        if exhausted:
+            return found, None
+        if not rows:
+            # Only entries already walked came back: a tie group changed under the search. Charge the round to
+            # the budget so a call always ends; the client's next call starts from this same position.
+            scanned += want
+        if scanned >= budget:
+            # Out of budget: resume at the scan position (everything after the last match failed the filters).
+            # The position is a walked entry, or a cursor's (only a position with an id makes empty rounds).
+            assert pos.score is not None and pos.member is not None
+            return found, (pos.score, pos.member)
+        chunk = min(2 * chunk, MAX_CHUNK)
+
+
+async def list_messages(store: MessageStore, flt: MessageFilter, *, limit: int = 50, cursor: str | None = None) -> Page:
+    """One page of the subaccount's messages that pass ``flt``, newest first (creation time, then id).
+
+    Args:
+        limit: page size, 1 to ``MAX_LIMIT``.
+        cursor: ``next_cursor`` of the previous page; None for the first page.
+
+    Raises:
+        ValueError: ``limit`` out of range.
+        InvalidCursor: the cursor is not one this module made.
+    """
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit must be between 1 and {MAX_LIMIT}")
+    window = _window(flt, cursor)
+    if window is None:
+        return Page([], None)
+    pos, bottom = window
+    key = await _driving_index(store.redis, flt, pos, bottom)
+    if key is None:
+        return Page([], None)
+    found, after = await _scan(store.redis, flt, key, pos, bottom, limit)
+    # The record is the truth: one that changed (status) or went (purge) since its index entry was read is left out.
+    messages = [m for m in await store.get_many(member.decode() for member in found) if flt.matches(m)]
+    return Page(messages, None if after is None else encode_cursor(after[0], after[1].decode()))

@@ -1,0 +1,477 @@
+"""The filtered message list (``sendq.listing``) on a real redis-server: filters, order, ties, cursors, budget.
+
+Every expectation is computed in Python from the records the test created: the newest first by creation
+ms, then by id descending (the order of every index zset).
+"""
+
+import base64
+import string
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from arq.connections import ArqRedis
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from sendq import keys
+from sendq.channel import Channel
+from sendq.listing import (
+    MAX_LIMIT,
+    SCAN_FACTOR,
+    InvalidCursor,
+    MessageFilter,
+    Page,
+    _driving_index,
+    _window,
+    decode_cursor,
+    encode_cursor,
+    list_messages,
+)
+from sendq.message import Message, new_message_id, to_ms
+from sendq.status import MessageStatus as S
+from sendq.store import MessageStore
+
+pytestmark = pytest.mark.redis
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+MS = timedelta(milliseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """What a test message is made of (the rest of the record is filler)."""
+
+    id: str
+    ms: int  # creation time, in ms after T0
+    status: S = S.PROGRAMMED
+    channel: Channel = Channel.SMS
+    batch_id: str | None = None
+    file_name: str | None = None
+    subaccount: str = "acme"
+
+    @property
+    def created_at(self) -> datetime:
+        return T0 + self.ms * MS
+
+
+def record(spec: Spec) -> Message:
+    return Message(
+        id=spec.id,
+        subaccount=spec.subaccount,
+        channel=spec.channel,
+        to="+14155552671",
+        body="hello",
+        batch_id=spec.batch_id,
+        file_name=spec.file_name,
+        created_at=spec.created_at,
+        valid_until=spec.created_at + timedelta(hours=1),
+        status=spec.status,
+        status_at=spec.created_at,
+        due_at=spec.created_at,
+    )
+
+
+async def create(store: MessageStore, specs: Iterable[Spec]) -> None:
+    for spec in specs:
+        created = await store.create(record(spec), held=spec.status is S.BLOCKED_TIME)
+        assert created == (spec.id, True)
+
+
+def expected(specs: Iterable[Spec], flt: MessageFilter) -> list[str]:
+    """The ids ``flt`` selects, in listing order, computed without Redis."""
+    chosen = [
+        s
+        for s in specs
+        if s.subaccount == flt.subaccount
+        and (flt.status is None or s.status is flt.status)
+        and (flt.channel is None or s.channel is flt.channel)
+        and (flt.batch_id is None or s.batch_id == flt.batch_id)
+        and (flt.file_name is None or s.file_name == flt.file_name)
+        and (flt.created_from is None or s.created_at >= flt.created_from)
+        and (flt.created_to is None or s.created_at < flt.created_to)
+    ]
+    return [s.id for s in sorted(chosen, key=lambda s: (s.ms, s.id), reverse=True)]
+
+
+async def collect(store: MessageStore, flt: MessageFilter, limit: int, max_pages: int = 10_000) -> list[str]:
+    """Every page's ids, following cursors to the end; checks each page's size."""
+    ids: list[str] = []
+    cursor: str | None = None
+    for _ in range(max_pages):
+        page = await list_messages(store, flt, limit=limit, cursor=cursor)
+        assert len(page.messages) <= limit
+        ids += [m.id for m in page.messages]
+        if page.next_cursor is None:
+            return ids
+        cursor = page.next_cursor
+    raise AssertionError("pagination did not end")
+
+
+@pytest.fixture
+def lstore(real_arq: ArqRedis) -> MessageStore:
+    return MessageStore(real_arq, retention=timedelta(days=1))
+
+
+def mixed_specs() -> list[Spec]:
+    """40 messages over 12 distinct ms (ties of up to 5), every initial status, channel, 3 batches, 2 files."""
+    specs = []
+    initial = [S.PROGRAMMED, S.ERROR, S.BLOCKED_TIME]
+    channels = list(Channel)
+    for n in range(40):
+        specs.append(
+            Spec(
+                id=f"m{(n * 7) % 40:03d}",  # ids not in creation order, so ties are ordered by id, not by insertion
+                ms=(n * 5) % 12 * 10,
+                status=initial[n % 3],
+                channel=channels[n % 4],
+                batch_id=[None, "b1", "b2", "b3"][n % 4 if n % 5 else 0],
+                file_name=[None, "a.csv", "b.csv"][n % 3 if n % 2 else 0],
+            )
+        )
+    return specs
+
+
+FILTERS: dict[str, dict[str, Any]] = {
+    "none": {},
+    "status": {"status": S.ERROR},
+    "status blocked": {"status": S.BLOCKED_TIME},
+    "channel": {"channel": Channel.WHATSAPP},
+    "batch": {"batch_id": "b2"},
+    "file": {"file_name": "a.csv"},
+    "status+channel": {"status": S.PROGRAMMED, "channel": Channel.SMS},
+    "batch+file": {"batch_id": "b1", "file_name": "b.csv"},
+    "all four": {"status": S.ERROR, "channel": Channel.EMAIL, "batch_id": "b3", "file_name": "a.csv"},
+    "range": {"created_from": T0 + 30 * MS, "created_to": T0 + 90 * MS},
+    "range+status": {"created_from": T0 + 20 * MS, "status": S.PROGRAMMED},
+    "to only": {"created_to": T0 + 50 * MS},
+    "no match": {"batch_id": "nope"},
+    "empty combination": {"batch_id": "b1", "channel": Channel.SMS},  # b1 messages are all webchat
+}
+
+
+@pytest.mark.parametrize("fields", FILTERS.values(), ids=FILTERS.keys())
+async def test_filters_alone_and_combined(lstore: MessageStore, fields: dict[str, Any]) -> None:
+    """Every filter, alone and combined: one big page and every page size give the expected list exactly."""
+    specs = mixed_specs()
+    await create(lstore, specs)
+    flt = MessageFilter(subaccount="acme", **fields)
+    want = expected(specs, flt)
+    page = await list_messages(lstore, flt, limit=MAX_LIMIT)
+    assert [m.id for m in page.messages] == want
+    assert page.next_cursor is None
+    for limit in (1, 2, 3, 7, 40):
+        assert await collect(lstore, flt, limit) == want, limit
+    assert all(flt.matches(m) for m in page.messages)
+
+
+async def test_records_come_back_whole(lstore: MessageStore) -> None:
+    """The page holds the stored records (without history), not just ids."""
+    spec = Spec("x1", 5, batch_id="b", file_name="f.csv", channel=Channel.WHATSAPP)
+    await create(lstore, [spec])
+    page = await list_messages(lstore, MessageFilter("acme", batch_id="b"))
+    assert [m.model_dump() for m in page.messages] == [record(spec).model_dump()]
+
+
+async def test_ties_in_one_ms_are_ordered_by_id(lstore: MessageStore) -> None:
+    """Messages sharing a creation ms are neither skipped nor repeated by any page size."""
+    specs = [Spec(f"t{n:02d}", 7) for n in range(9)] + [Spec("a", 8), Spec("z", 6), Spec("zz", 7)]
+    await create(lstore, specs)
+    flt = MessageFilter("acme")
+    want = ["a", "zz", *[f"t{n:02d}" for n in reversed(range(9))], "z"]
+    assert want == expected(specs, flt)
+    for limit in range(1, 13):
+        assert await collect(lstore, flt, limit) == want
+
+
+@pytest.mark.parametrize("fields", [{}, {"status": S.PROGRAMMED, "channel": Channel.SMS}], ids=["index", "checked"])
+async def test_tie_group_larger_than_a_chunk(lstore: MessageStore, fields: dict[str, Any]) -> None:
+    """A tie group bigger than a whole chunk is jumped over, not paged through or repeated."""
+    specs = [Spec(new_message_id(to_ms(T0)), 0) for _ in range(150)] + [Spec("0-older", -1), Spec("z-newer", 1)]
+    await create(lstore, specs)
+    flt = MessageFilter("acme", **fields)
+    want = expected(specs, flt)
+    for limit in (1, 2, 5, 100):
+        assert await collect(lstore, flt, limit) == want
+
+
+async def test_created_range_bounds(lstore: MessageStore) -> None:
+    """created_from is inclusive, created_to exclusive, to the ms; sub-ms bounds round the right way."""
+    specs = [Spec(f"m{ms}{s}", ms) for ms in (10, 11, 12, 13) for s in "ab"]
+    await create(lstore, specs)
+
+    async def ids(lo: datetime | None, hi: datetime | None) -> list[str]:
+        return await collect(lstore, MessageFilter("acme", created_from=lo, created_to=hi), limit=3)
+
+    at = T0 + 11 * MS
+    assert await ids(at, T0 + 13 * MS) == ["m12b", "m12a", "m11b", "m11a"]
+    assert await ids(at, at) == []
+    assert await ids(at, at + MS) == ["m11b", "m11a"]
+    assert await ids(T0 + 13 * MS, T0 + 11 * MS) == []
+    half = timedelta(microseconds=500)
+    # 11.5 ms: the messages of ms 11 were created before it, those of ms 12 after it
+    assert await ids(at + half, None) == ["m13b", "m13a", "m12b", "m12a"]
+    assert await ids(None, at + half) == ["m11b", "m11a", "m10b", "m10a"]
+    # any timezone: the same instant
+    plus2 = at.astimezone(UTC).astimezone(datetime.fromisoformat("2026-01-01T00:00+02:00").tzinfo)
+    assert await ids(plus2, plus2 + MS) == ["m11b", "m11a"]
+
+
+async def test_status_filter_follows_transitions(lstore: MessageStore) -> None:
+    """A message moved by the store leaves its old status's list and joins the new one, in creation order."""
+    specs = [Spec(f"m{n}", n) for n in range(6)]
+    await create(lstore, specs)
+    now = T0 + timedelta(seconds=1)
+    for message_id in ("m1", "m4"):
+        done = await lstore.transition(message_id, from_={S.PROGRAMMED}, to=S.PROCESSING, now=now, lease_until=now)
+        assert done.ok
+    assert (await lstore.transition("m2", from_={S.PROGRAMMED}, to=S.CANCELLED, now=now)).ok
+    assert await collect(lstore, MessageFilter("acme", status=S.PROCESSING), 1) == ["m4", "m1"]
+    assert await collect(lstore, MessageFilter("acme", status=S.CANCELLED), 1) == ["m2"]
+    assert await collect(lstore, MessageFilter("acme", status=S.PROGRAMMED), 2) == ["m5", "m3", "m0"]
+    both = MessageFilter("acme", status=S.PROCESSING, channel=Channel.SMS)
+    assert await collect(lstore, both, 1) == ["m4", "m1"]
+
+
+async def test_new_messages_between_pages(lstore: MessageStore) -> None:
+    """Messages created while a client pages through never appear later on, and none older is skipped."""
+    specs = mixed_specs()
+    await create(lstore, specs)
+    newest = 1000
+    variants: list[dict[str, Any]] = [{}, {"status": S.ERROR}, {"channel": Channel.SMS, "status": S.PROGRAMMED}]
+    for fields in variants:
+        flt = MessageFilter("acme", **fields)
+        want = expected(specs, flt)
+        seen: list[str] = []
+        cursor: str | None = None
+        while True:
+            page = await list_messages(lstore, flt, limit=3, cursor=cursor)
+            seen += [m.id for m in page.messages]
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+            # Newer messages of every kind, some sharing one ms, arrive before the next page is asked for.
+            newest += 1
+            fresh = [
+                Spec(new_message_id(to_ms(T0) + newest), newest, status=status, channel=channel)
+                for status in (S.PROGRAMMED, S.ERROR)
+                for channel in (Channel.SMS, Channel.EMAIL)
+            ]
+            await create(lstore, fresh)
+            specs += fresh  # the next listing from the top sees them
+        assert seen == want, fields
+
+
+async def test_other_subaccounts_are_invisible(lstore: MessageStore) -> None:
+    """Another subaccount's messages, with the same batch, file, status and channel, never show."""
+    mine = [Spec(f"a{n}", n, batch_id="b", file_name="f") for n in range(5)]
+    theirs = [Spec(f"z{n}", n, batch_id="b", file_name="f", subaccount="other") for n in range(5)]
+    await create(lstore, mine + theirs)
+    variants: list[dict[str, Any]] = [{}, {"batch_id": "b"}, {"file_name": "f", "status": S.PROGRAMMED}]
+    for fields in variants:
+        assert await collect(lstore, MessageFilter("acme", **fields), 2) == ["a4", "a3", "a2", "a1", "a0"]
+        assert await collect(lstore, MessageFilter("nobody", **fields), 2) == []
+
+
+async def test_scan_budget_returns_a_cursor(lstore: MessageStore) -> None:
+    """When the filters are selective, a call stops after its budget with a cursor at the scan position."""
+    # Both indexes of the filter hold 121 entries; only the oldest message is in both.
+    specs = [Spec(f"e{n:03d}", 10 + n, status=S.ERROR) for n in range(120)]
+    specs += [Spec(f"w{n:03d}", 10 + n, channel=Channel.WHATSAPP) for n in range(120)]
+    specs.append(Spec("match", 0, status=S.ERROR, channel=Channel.WHATSAPP))
+    await create(lstore, specs)
+    flt = MessageFilter("acme", status=S.ERROR, channel=Channel.WHATSAPP)
+    first = await list_messages(lstore, flt, limit=1)
+    assert first.messages == [] and first.next_cursor is not None
+    # the cursor stands SCAN_FACTOR entries down the index: on the 50th newest message of the driving index
+    score, _ = decode_cursor(first.next_cursor)
+    assert score == to_ms(T0) + 10 + 120 - SCAN_FACTOR
+    assert await collect(lstore, flt, 1) == ["match"]
+    assert await collect(lstore, flt, 10) == ["match"]
+
+
+async def test_budget_cursor_is_the_scan_position(lstore: MessageStore) -> None:
+    """A page cut short by the budget resumes past the entries it already turned down, not at its last match."""
+    specs = [Spec(f"e{n:03d}", 10 + n, status=S.ERROR) for n in range(120)]
+    specs += [Spec(f"w{n:03d}", 10 + n, channel=Channel.WHATSAPP) for n in range(120)]
+    specs += [Spec(f"match{ms}", ms, status=S.ERROR, channel=Channel.WHATSAPP) for ms in (0, 500)]
+    await create(lstore, specs)
+    flt = MessageFilter("acme", status=S.ERROR, channel=Channel.WHATSAPP)
+    first = await list_messages(lstore, flt, limit=2)
+    assert [m.id for m in first.messages] == ["match500"] and first.next_cursor is not None
+    # 2 x SCAN_FACTOR entries walked: the newest match, then e119 down to e021
+    assert decode_cursor(first.next_cursor) == (to_ms(T0) + 10 + 120 - 2 * SCAN_FACTOR + 1, "e021")
+    second = await list_messages(lstore, flt, limit=2, cursor=first.next_cursor)
+    assert [m.id for m in second.messages] == ["match0"] and second.next_cursor is None
+
+
+async def test_driving_index_is_the_smallest_in_the_window(lstore: MessageStore) -> None:
+    """The walk follows the filter index with the fewest entries in the window (and below the cursor)."""
+    specs = [Spec(f"ps{n:02d}", n) for n in range(20)]
+    specs += [Spec(f"ew{n:02d}", 100 + n, status=S.ERROR, channel=Channel.WHATSAPP) for n in range(5)]
+    specs += [Spec(f"es{n:02d}", 200 + n, status=S.ERROR) for n in range(30)]
+    specs += [Spec(f"pw{n:02d}", 300 + n, channel=Channel.WHATSAPP) for n in range(40)]
+    await create(lstore, specs)  # in all: error 35, whatsapp 45
+    error = keys.index("acme", "status", "error")
+    whatsapp = keys.index("acme", "channel", "whatsapp")
+
+    async def driving(cursor: str | None = None, **fields: Any) -> str | None:
+        flt = MessageFilter("acme", status=S.ERROR, channel=Channel.WHATSAPP, **fields)
+        start = _window(flt, cursor)
+        assert start is not None
+        return await _driving_index(lstore.redis, flt, *start)
+
+    assert await driving() == error
+    assert await driving(created_to=T0 + 250 * MS) == whatsapp  # 5 against 35 in the window
+    assert await driving(encode_cursor(to_ms(T0) + 250, "x")) == whatsapp
+    assert await driving(created_from=T0 + 150 * MS) == error  # 30 against 40
+    assert await driving(created_from=T0 + 400 * MS) is None  # nothing in the window: no walk at all
+    assert await driving(batch_id="none") is None
+    assert await collect(lstore, MessageFilter("acme", status=S.ERROR, channel=Channel.WHATSAPP), 2) == [
+        f"ew{n:02d}" for n in reversed(range(5))
+    ]
+
+
+async def test_purged_records_are_skipped(lstore: MessageStore, real_arq: ArqRedis) -> None:
+    """An index entry whose record is gone (purged between the two reads) is left out, not an error."""
+    specs = [Spec(f"m{n}", n, status=S.ERROR, channel=Channel.EMAIL) for n in range(6)]
+    await create(lstore, specs)
+    await real_arq.delete(keys.message("m4"), keys.message("m1"))
+    assert await collect(lstore, MessageFilter("acme"), 2) == ["m5", "m3", "m2", "m0"]
+    assert await collect(lstore, MessageFilter("acme", status=S.ERROR, channel=Channel.EMAIL), 2) == [
+        "m5",
+        "m3",
+        "m2",
+        "m0",
+    ]
+    # and a purge by the retention sweep takes the index entries with the records
+    assert await lstore.purge_expired(T0 + timedelta(days=2)) == 6
+    assert (await list_messages(lstore, MessageFilter("acme"))) == Page([], None)
+
+
+async def test_embedded_server(store: MessageStore) -> None:
+    """The same listing works on fakeredis, the embedded server of ``sendq dev`` (its Lua included)."""
+    specs = mixed_specs()
+    await create(store, specs)
+    for fields in FILTERS.values():
+        flt = MessageFilter("acme", **fields)
+        assert await collect(store, flt, 3) == expected(specs, flt), fields
+
+
+async def test_limit_bounds(lstore: MessageStore) -> None:
+    await create(lstore, [Spec("m1", 1)])
+    for bad in (0, -1, MAX_LIMIT + 1):
+        with pytest.raises(ValueError, match="limit"):
+            await list_messages(lstore, MessageFilter("acme"), limit=bad)
+    for good in (1, MAX_LIMIT):
+        assert [m.id for m in (await list_messages(lstore, MessageFilter("acme"), limit=good)).messages] == ["m1"]
+
+
+def b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+JUNK_CURSORS = [
+    "",
+    "a",
+    "abcde",  # a base64 length that cannot be
+    "!!!!",
+    "AAAA=",
+    "AA AA",
+    "é" * 8,
+    "A" * 1000,
+    b64(b"12"),
+    b64(b"12:"),
+    b64(b":abc"),
+    b64(b"-1:abc"),
+    b64(b"012:abc"),
+    b64(b"1.5:abc"),
+    b64(b"12:" + b"x" * 256),
+    b64(b"12:\xff\xfe"),
+    b64(b"99999999999999999999:abc"),
+    b64(b"12:ab")[:-1] + "J",  # a stray low bit in the last character
+    b64(b"\x00\x00\x00"),
+]
+
+
+@pytest.mark.parametrize("cursor", JUNK_CURSORS)
+async def test_invalid_cursors(lstore: MessageStore, cursor: str) -> None:
+    with pytest.raises(InvalidCursor):
+        decode_cursor(cursor)
+    with pytest.raises(InvalidCursor):
+        await list_messages(lstore, MessageFilter("acme"), cursor=cursor)
+
+
+@given(st.text(max_size=80) | st.text(string.ascii_letters + string.digits + "-_", max_size=80))
+def test_decode_cursor_raises_only_invalid_cursor(cursor: str) -> None:
+    try:
+        score, message_id = decode_cursor(cursor)
+    except InvalidCursor:
+        return
+    assert encode_cursor(score, message_id) == cursor.rstrip("=")
+
+
+@given(
+    st.integers(min_value=0, max_value=2**53 - 1),
+    st.from_regex(r"\A[0-9a-z]{26}\Z") | st.text(st.characters(codec="utf-8"), min_size=1, max_size=255),
+)
+def test_cursor_round_trip(score: int, message_id: str) -> None:
+    cursor = encode_cursor(score, message_id)
+    assert set(cursor) <= set(string.ascii_letters + string.digits + "-_")
+    assert decode_cursor(cursor) == (score, message_id)
+
+
+def test_filter_validation() -> None:
+    bad_fields: list[dict[str, Any]] = [
+        {"created_from": datetime(2026, 1, 1)},
+        {"created_to": datetime(2026, 1, 1)},
+        {"batch_id": ""},
+        {"file_name": ""},
+        {"subaccount": ""},
+    ]
+    for bad in bad_fields:
+        with pytest.raises(ValueError):
+            MessageFilter(**{"subaccount": "acme", **bad})
+
+
+# --- random data sets ---------------------------------------------------------------------------------------
+
+SPECS = st.lists(
+    st.builds(
+        Spec,
+        id=st.text("0123456789abcdefghjkmnpqrstvwxyz", min_size=1, max_size=3),
+        ms=st.integers(0, 8),
+        status=st.sampled_from([S.PROGRAMMED, S.ERROR, S.BLOCKED_TIME]),
+        channel=st.sampled_from([Channel.SMS, Channel.WHATSAPP]),
+        batch_id=st.sampled_from([None, "b1", "b2"]),
+        file_name=st.sampled_from([None, "f"]),
+        subaccount=st.sampled_from(["acme", "acme", "acme", "other"]),
+    ),
+    max_size=30,
+    unique_by=lambda s: s.id,
+)
+FILTER_FIELDS = st.fixed_dictionaries(
+    {},
+    optional={
+        "status": st.sampled_from([S.PROGRAMMED, S.ERROR, S.BLOCKED_TIME]),
+        "channel": st.sampled_from([Channel.SMS, Channel.WHATSAPP]),
+        "batch_id": st.sampled_from(["b1", "b2"]),
+        "file_name": st.just("f"),
+        "created_from": st.integers(0, 9).map(lambda ms: T0 + ms * MS),
+        "created_to": st.integers(0, 9).map(lambda ms: T0 + ms * MS),
+    },
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(SPECS, FILTER_FIELDS, st.integers(1, 6))
+async def test_random_pagination_matches_the_model(
+    real_arq: ArqRedis, specs: list[Spec], fields: dict[str, Any], limit: int
+) -> None:
+    """Over random data sets (many ties) and filters, all pages together are exactly the expected list."""
+    await real_arq.flushdb()
+    store = MessageStore(real_arq, retention=timedelta(days=1))
+    await create(store, specs)
+    flt = MessageFilter("acme", **fields)
+    assert await collect(store, flt, limit) == expected(specs, flt)
