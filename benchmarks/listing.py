@@ -1,10 +1,11 @@
 """Latency of the filtered message list (``sendq.listing.list_messages``) on a large store.
 
 ``run(redis_url, n)`` flushes the given (private!) Redis, fills it with ``n`` messages of one subaccount and
-times the first page (limit 50) of typical queries, plus a deep page, over ``CALLS`` calls each. The fill
-writes what ``lua.CREATE`` and later status changes leave behind (record hash, history list, reference key,
-the five secondary indexes, due/retention entries) straight through big pipelines: going through the store
-would take an hour for a million messages and measure intake, not listing.
+times the first page (limit 50) of typical queries and a deep page (and, asked, a limit-1000 page), over
+``CALLS`` calls each. The fill writes what ``lua.CREATE`` and later status changes leave behind (record hash,
+history list, reference key, the five secondary indexes, due/inflight/retention entries) straight through
+big pipelines: a create and its status changes, one message at a time through the store, would take far
+longer for a million messages.
 
 The data set looks like a busy subaccount's: most messages come from file uploads (batches sent in bursts of
 several messages per ms, so creation times tie), the rest one by one through the API; statuses, channels,
@@ -23,15 +24,16 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Final
 
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from sendq import keys
 from sendq.channel import Channel
 from sendq.listing import MessageFilter, Page, list_messages
 from sendq.message import HistoryEntry, from_ms
-from sendq.status import FINAL_STATUSES, WAITING_STATUSES, MessageStatus as S
+from sendq.status import FINAL_STATUSES, LEASED_STATUSES, WAITING_STATUSES, MessageStatus as S
 from sendq.store import MessageStore
 from tests.redis_server import RedisServer
 
@@ -106,6 +108,11 @@ def _history(path: list[S], at: datetime) -> list[str]:
     return entries
 
 
+def _batch_count(n: int) -> int:
+    """Uploads in a data set of ``n`` messages (batch ``b`` comes from file ``b % FILES``)."""
+    return max(1, round(n * BATCHED_SHARE / BATCH_SIZE))
+
+
 class _Maker:
     """Builds the records, in creation order, with the fields a real message of that status holds."""
 
@@ -114,7 +121,7 @@ class _Maker:
         self.rng = random.Random(seed)
         self.statuses = self.rng.choices(list(STATUS_WEIGHTS), weights=list(STATUS_WEIGHTS.values()), k=n)
         self.channels = self.rng.choices(list(CHANNEL_WEIGHTS), weights=list(CHANNEL_WEIGHTS.values()), k=n)
-        self.batches = max(1, round(n * BATCHED_SHARE / BATCH_SIZE))
+        self.batches = _batch_count(n)
         self.retention_ms = int(timedelta(days=30).total_seconds() * 1000)
 
     def created_ms(self) -> list[tuple[int, str | None, str | None]]:
@@ -177,13 +184,19 @@ class _Maker:
         return message_id, fields, _history(path, created)
 
 
-async def fill(redis: Redis, n: int) -> None:
+async def fill(redis_url: str, n: int) -> None:
     """``n`` messages of ``SUBACCOUNT`` in the layout ``lua.CREATE`` (and the status changes since) leave."""
+    # The sync client packs commands with hiredis (C); the asyncio one packs in Python, 3 times slower here.
+    await asyncio.to_thread(_fill, redis_url, n)
+
+
+def _fill(redis_url: str, n: int) -> None:
     maker = _Maker(n)
     plan = maker.created_ms()
+    redis = SyncRedis.from_url(redis_url)
     for start in range(0, n, FILL_CHUNK):
-        zsets: dict[str, list[Any]] = defaultdict(list)
-        async with redis.pipeline(transaction=False) as pipe:
+        zsets: dict[str, dict[str, int]] = defaultdict(dict)
+        with redis.pipeline(transaction=False) as pipe:
             for i in range(start, min(n, start + FILL_CHUNK)):
                 ms, batch, file = plan[i]
                 message_id, fields, history = maker.record(i, ms, batch, file)
@@ -202,80 +215,99 @@ async def fill(redis: Redis, n: int) -> None:
                 if file:
                     index_keys.append(keys.index(SUBACCOUNT, "file", file))
                 for key in index_keys:
-                    zsets[key] += [ms, message_id]
+                    zsets[key][message_id] = ms
                 if status in WAITING_STATUSES:
-                    zsets[keys.DUE] += [ms, message_id]
+                    zsets[keys.DUE][message_id] = ms
+                if status in LEASED_STATUSES:
+                    zsets[keys.INFLIGHT][message_id] = ms + 30_000
                 if status in FINAL_STATUSES:
-                    zsets[keys.RETENTION] += [int(fields["status_at"]) + maker.retention_ms, message_id]
+                    zsets[keys.RETENTION][message_id] = int(fields["status_at"]) + maker.retention_ms
             # One ZADD per index and chunk: the members are the same ones CREATE adds one by one.
-            for key, pairs in zsets.items():
-                pipe.execute_command("ZADD", key, *pairs)
-            await pipe.execute()
+            for key, members in zsets.items():
+                pipe.zadd(key, members)
+            pipe.execute()
+    redis.close()
 
 
-async def _time(call: Callable[[], Awaitable[Page]]) -> dict[str, float]:
+async def _time(call: Callable[[], Awaitable[Page]], calls: int) -> dict[str, float]:
     for _ in range(WARMUP):
         await call()
     samples = []
-    for _ in range(CALLS):
+    for _ in range(calls):
         began = time.perf_counter()
         await call()
         samples.append((time.perf_counter() - began) * 1000)
-    return {"p50": statistics.median(samples), "p99": statistics.quantiles(samples, n=100)[98]}
+    p99 = statistics.quantiles(samples, n=100)[98] if len(samples) > 1 else samples[0]
+    return {"p50": statistics.median(samples), "p99": p99}
 
 
-async def run(redis_url: str, n: int = 1_000_000) -> dict[str, float]:
+async def run(redis_url: str, n: int = 1_000_000, *, calls: int = CALLS, large_page: bool = False) -> dict[str, float]:
     """Fill the Redis at ``redis_url`` (flushed first: give a private one) with ``n`` messages and time queries.
 
-    Returns ``fill_s``, ``memory_per_message_b`` and ``<query>_ms_p50`` / ``<query>_ms_p99`` for each query
-    (``first_page`` is the unfiltered first page), each over ``CALLS`` calls of limit ``LIMIT``.
+    Returns ``n``, ``fill_s``, ``memory_per_message_b`` (``used_memory`` delta / n) and, for each query,
+    ``<query>_ms_p50``, ``<query>_ms_p99`` (over ``calls`` calls) and ``<query>_found`` (the page's size).
+    ``first_page`` is the unfiltered first page; every page has limit ``LIMIT``, except ``first_page_limit1000``
+    (with ``large_page``: mostly the time to load and validate 1,000 records).
     """
+    if n < 1 or calls < 1:
+        raise ValueError("n and calls must be at least 1")
     redis = Redis.from_url(redis_url)
     try:
         await redis.flushdb()
         before = int((await redis.info("memory"))["used_memory"])
         began = time.perf_counter()
-        await fill(redis, n)
+        await fill(redis_url, n)
         out: dict[str, float] = {"n": float(n), "fill_s": time.perf_counter() - began}
         after = int((await redis.info("memory"))["used_memory"])
         out["memory_per_message_b"] = (after - before) / n
         store = MessageStore(redis, retention=timedelta(days=30))
-        top = await list_messages(store, MessageFilter(SUBACCOUNT), limit=1)
-        newest = top.messages[0].created_at
-        middle_batch = f"batch-{_Maker(n).batches // 2:05d}"
+        (_, oldest), (_, newest) = [
+            (await redis.zrange(keys.index_all(SUBACCOUNT), end, end, withscores=True))[0] for end in (0, -1)
+        ]
+        span = newest - oldest
+        middle = _batch_count(n) // 2
+        middle_batch, middle_file = f"batch-{middle:05d}", f"upload-{middle % FILES:02d}.csv"
+        everything = MessageFilter(SUBACCOUNT)
         cursor: str | None = None
         for _ in range(10):
-            cursor = (await list_messages(store, MessageFilter(SUBACCOUNT), limit=LIMIT, cursor=cursor)).next_cursor
-        queries: dict[str, tuple[MessageFilter, str | None]] = {
-            "first_page": (MessageFilter(SUBACCOUNT), None),
-            "status": (MessageFilter(SUBACCOUNT, status=S.FAILED), None),
-            "batch": (MessageFilter(SUBACCOUNT, batch_id=middle_batch), None),
-            "channel_status": (MessageFilter(SUBACCOUNT, channel=Channel.WHATSAPP, status=S.FAILED), None),
-            "file_name": (MessageFilter(SUBACCOUNT, file_name="upload-07.csv"), None),
+            cursor = (await list_messages(store, everything, limit=LIMIT, cursor=cursor)).next_cursor
+        queries: dict[str, tuple[MessageFilter, str | None, int]] = {
+            "first_page": (everything, None, LIMIT),
+            "status": (MessageFilter(SUBACCOUNT, status=S.FAILED), None, LIMIT),
+            "batch": (MessageFilter(SUBACCOUNT, batch_id=middle_batch), None, LIMIT),
+            "channel_status": (MessageFilter(SUBACCOUNT, channel=Channel.WHATSAPP, status=S.FAILED), None, LIMIT),
+            "file_name": (MessageFilter(SUBACCOUNT, file_name=middle_file), None, LIMIT),
+            # a twentieth of the time the data set spans, in the middle
             "created_range": (
                 MessageFilter(
-                    SUBACCOUNT, created_from=newest - timedelta(hours=6), created_to=newest - timedelta(hours=5)
+                    SUBACCOUNT,
+                    created_from=from_ms(int(oldest + span * 0.50)),
+                    created_to=from_ms(int(oldest + span * 0.55)),
                 ),
                 None,
+                LIMIT,
             ),
-            "batch_status": (MessageFilter(SUBACCOUNT, batch_id=middle_batch, status=S.FAILED), None),
+            "batch_status": (MessageFilter(SUBACCOUNT, batch_id=middle_batch, status=S.FAILED), None, LIMIT),
             # 1 in ~1,600 messages match, 1 in ~30 of the driving (blocked_time) index
-            "selective": (MessageFilter(SUBACCOUNT, channel=Channel.WEBCHAT, status=S.BLOCKED_TIME), None),
+            "selective": (MessageFilter(SUBACCOUNT, channel=Channel.WEBCHAT, status=S.BLOCKED_TIME), None, LIMIT),
             # 1 in ~800 of the driving (file) index match: the scan budget (SCAN_FACTOR x limit) ends the call
             "budget_bound": (
-                MessageFilter(SUBACCOUNT, file_name="upload-07.csv", channel=Channel.WEBCHAT, status=S.FAILED),
+                MessageFilter(SUBACCOUNT, file_name=middle_file, channel=Channel.WEBCHAT, status=S.FAILED),
                 None,
+                LIMIT,
             ),
-            "deep_page": (MessageFilter(SUBACCOUNT), cursor),
+            "deep_page": (everything, cursor, LIMIT),
         }
-        for name, (flt, start) in queries.items():
+        if large_page:
+            queries["first_page_limit1000"] = (everything, None, 1000)
+        for name, (flt, start, limit) in queries.items():
 
-            async def call(flt: MessageFilter = flt, start: str | None = start) -> Page:
-                return await list_messages(store, flt, limit=LIMIT, cursor=start)
+            async def call(flt: MessageFilter = flt, start: str | None = start, limit: int = limit) -> Page:
+                return await list_messages(store, flt, limit=limit, cursor=start)
 
             got = await call()
             out[f"{name}_found"] = float(len(got.messages))
-            for stat, value in (await _time(call)).items():
+            for stat, value in (await _time(call, calls)).items():
                 out[f"{name}_ms_{stat}"] = value
         return out
     finally:
@@ -289,7 +321,7 @@ def main() -> None:
     server = RedisServer()
     server.start()
     try:
-        figures = asyncio.run(run(server.url, args.n))
+        figures = asyncio.run(run(server.url, args.n, large_page=True))
     finally:
         server.stop()
     print(json.dumps({k: round(v, 3) for k, v in figures.items()}, indent=2))

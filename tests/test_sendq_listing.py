@@ -15,6 +15,7 @@ import pytest
 from arq.connections import ArqRedis
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from benchmarks import listing as listing_bench
 from sendq import keys
 from sendq.channel import Channel
 from sendq.listing import (
@@ -32,6 +33,7 @@ from sendq.listing import (
 from sendq.message import Message, new_message_id, to_ms
 from sendq.status import MessageStatus as S
 from sendq.store import MessageStore
+from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.redis
 
@@ -320,7 +322,11 @@ async def test_driving_index_is_the_smallest_in_the_window(lstore: MessageStore)
         flt = MessageFilter("acme", status=S.ERROR, channel=Channel.WHATSAPP, **fields)
         start = _window(flt, cursor)
         assert start is not None
-        return await _driving_index(lstore.redis, flt, *start)
+        found = await _driving_index(lstore.redis, flt, *start)
+        if found is None:
+            return None
+        assert sorted([found[0], *found[1]]) == sorted(flt.index_keys())  # the others get checked
+        return found[0]
 
     assert await driving() == error
     assert await driving(created_to=T0 + 250 * MS) == whatsapp  # 5 against 35 in the window
@@ -433,6 +439,27 @@ def test_filter_validation() -> None:
     for bad in bad_fields:
         with pytest.raises(ValueError):
             MessageFilter(**{"subaccount": "acme", **bad})
+
+
+async def test_benchmark_data_is_what_the_store_writes(real_arq: ArqRedis, redis_server: RedisServer) -> None:
+    """The listing benchmark's bulk fill reads back as valid records with history, listed by every index."""
+    figures = await listing_bench.run(redis_server.url, n=2000, calls=2)
+    assert figures["first_page_found"] == figures["deep_page_found"] == 50
+    assert figures["first_page_ms_p50"] > 0 and figures["memory_per_message_b"] > 0
+    store = MessageStore(real_arq, retention=timedelta(days=1))
+    everything = await collect(store, MessageFilter(listing_bench.SUBACCOUNT), MAX_LIMIT)
+    assert len(everything) == len(set(everything)) == 2000
+    sample = await store.get(everything[777])
+    assert sample is not None and sample.history and sample.history[-1].status is sample.status
+    async with real_arq.pipeline(transaction=False) as pipe:
+        pipe.hkeys(keys.message(sample.id))
+        (stored,) = await pipe.execute()
+    stored_fields = {f.decode() for f in stored}
+    assert stored_fields == set(Message.model_fields) - {"history"}  # the fields create writes
+    flt = MessageFilter(
+        listing_bench.SUBACCOUNT, status=sample.status, channel=sample.channel, file_name=sample.file_name
+    )
+    assert sample.id in await collect(store, flt, MAX_LIMIT)
 
 
 # --- random data sets ---------------------------------------------------------------------------------------
