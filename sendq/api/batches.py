@@ -61,8 +61,10 @@ async def create_batch(request: Request, body: BatchIn, key: Key) -> BatchCreate
     sub = subaccount_of(key, body.subaccount)
     parsed: list[tuple[int, NewMessage | InvalidInput]] = []
     for index, item in enumerate(body.messages):
+        # The batch's created_by is the default of its items (an item may name its own).
+        item = item.model_copy(update={"subaccount": sub, "created_by": item.created_by or body.created_by})
         try:
-            parsed.append((index, new_message(key, item.model_copy(update={"subaccount": sub}))))
+            parsed.append((index, new_message(key, item)))
         except InvalidInput as exc:
             parsed.append((index, InvalidInput(f"messages.{index}.{exc.field}", exc.reason)))
     intake = await BatchIntake.start(scheduler_of(request), sub, created_by=body.created_by or key.label)

@@ -128,7 +128,8 @@ async def list_or_find(
         page = await list_messages(scheduler.store, flt, limit=limit, cursor=cursor)
     except InvalidCursor as exc:
         raise ApiProblem(422, "Invalid input", f"cursor: {exc}", field="cursor") from None
-    return MessagePage(items=[MessageOut.of(m) for m in page.messages], next_cursor=page.next_cursor)
+    items = [MessageOut.of(m, history=False) for m in page.messages]
+    return MessagePage(items=items, next_cursor=page.next_cursor)
 
 
 @router.get("/{message_id}", response_model=MessageOut, responses=responses(401, 404, 422, 503))

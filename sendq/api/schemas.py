@@ -67,18 +67,23 @@ class MessageOut(BaseModel):
     provider: str | None = None
     provider_message_id: str | None = None
     valid_until: datetime
-    #: the status history, oldest first
-    statuses: list[StatusEntry] = []
+    #: the status history, oldest first; null in the filtered list (GET the message for it)
+    statuses: list[StatusEntry] | None = None
 
     @classmethod
-    def of(cls, m: Message) -> "MessageOut":
+    def of(cls, m: Message, *, history: bool = True) -> "MessageOut":
         data = m.model_dump(exclude={"history"})
         # Times as the store keeps them (whole ms): the answer to a POST equals what a later GET shows, and its
         # created_at works as a created_from filter.
         for name in ("created_at", "status_at", "valid_until", "send_at"):
             if data[name] is not None:
                 data[name] = from_ms(to_ms(data[name]))
-        data["statuses"] = [StatusEntry(status=h.status, at=h.at, reason=h.reason, detail=h.detail) for h in m.history]
+        # A listed record is loaded without its history: null says "not loaded", an empty list would say "none".
+        data["statuses"] = (
+            [StatusEntry(status=h.status, at=h.at, reason=h.reason, detail=h.detail) for h in m.history]
+            if history
+            else None
+        )
         return cls.model_validate(data, from_attributes=False, strict=False, context=None)
 
 
