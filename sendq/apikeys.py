@@ -16,9 +16,8 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Awaitable
 from datetime import datetime
-from typing import Annotated, Final, Self, TypeVar, cast
+from typing import Annotated, Final, Self
 
 from pydantic import (
     AwareDatetime,
@@ -32,6 +31,7 @@ from pydantic import (
 from redis.asyncio import Redis
 
 from sendq.message import SubaccountId, to_ms, utcnow
+from sendq.replies import aw, text
 
 #: zset: API key ids by creation time in ms
 APIKEYS: Final = "sendq:apikeys"
@@ -68,21 +68,10 @@ redis.call('HDEL', KEYS[1], 'secret')
 return 1
 """
 
-T = TypeVar("T")
-
 
 def apikey(key_id: str) -> str:
     """hash: one API key's record, secret hash and revocation time"""
     return f"sendq:apikey:{key_id}"
-
-
-def _aw(value: Awaitable[T] | T) -> Awaitable[T]:
-    """redis-py types its commands as sync-or-async; on the asyncio client they are always awaitables."""
-    return cast(Awaitable[T], value)
-
-
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _hash(secret: str) -> str:
@@ -139,7 +128,7 @@ def _record(raw_record: bytes | str, raw_revoked: bytes | str | None) -> ApiKey:
     key = ApiKey.model_validate_json(raw_record)
     if raw_revoked is None:
         return key
-    return key.model_copy(update={"revoked_at": datetime.fromisoformat(_s(raw_revoked))})
+    return key.model_copy(update={"revoked_at": datetime.fromisoformat(text(raw_revoked))})
 
 
 class ApiKeyStore:
@@ -202,7 +191,7 @@ class ApiKeyStore:
         if match is None:
             return None
         key_id, secret = match.groups()
-        record, stored, revoked = await _aw(self.redis.hmget(apikey(key_id), ["record", "secret", "revoked_at"]))
+        record, stored, revoked = await aw(self.redis.hmget(apikey(key_id), ["record", "secret", "revoked_at"]))
         # An unknown id answers a little faster than a wrong secret; ids are public, so that tells nothing.
         if record is None or stored is None or revoked is not None:
             return None
@@ -221,14 +210,14 @@ class ApiKeyStore:
     async def get(self, key_id: str) -> ApiKey | None:
         if not valid_id(key_id):  # nor does a junk id get to build a key name
             return None
-        record, revoked = await _aw(self.redis.hmget(apikey(key_id), ["record", "revoked_at"]))
+        record, revoked = await aw(self.redis.hmget(apikey(key_id), ["record", "revoked_at"]))
         return None if record is None else _record(record, revoked)
 
     # `builtins.list` below: inside the class body, `list` is this method.
     async def list(self, subaccount: str | None = None) -> builtins.list[ApiKey]:
         """Keys newest first, revoked ones included; only those of ``subaccount`` when given (an operator key
         for every subaccount has no subaccount, so it is listed only without a filter)."""
-        ids = [_s(i) for i in await _aw(self.redis.zrevrange(APIKEYS, 0, -1))]
+        ids = [text(i) for i in await aw(self.redis.zrevrange(APIKEYS, 0, -1))]
         async with self.redis.pipeline(transaction=False) as pipe:
             for key_id in ids:
                 pipe.hmget(apikey(key_id), ["record", "revoked_at"])

@@ -8,17 +8,14 @@ Keys: hash ``sendq:batch:{subaccount}:{id}`` (field ``record`` = JSON, ``n:{stat
 ``sendq:idx:{subaccount}:batches:file:{name}`` scored by creation ms.
 """
 
-from collections.abc import Awaitable
 from datetime import datetime
-from typing import TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 
 from sendq.message import from_ms, new_message_id, to_ms, utcnow
+from sendq.replies import aw, text
 from sendq.status import MessageStatus
-
-T = TypeVar("T")
 
 
 def batch_key(subaccount: str, batch_id: str) -> str:
@@ -52,14 +49,6 @@ class Batch(BaseModel):
     counts: dict[MessageStatus, int] = Field(default_factory=dict)
     first_sent_at: datetime | None = None
     last_sent_at: datetime | None = None
-
-
-def _aw(value: Awaitable[T] | T) -> Awaitable[T]:
-    return cast(Awaitable[T], value)
-
-
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class BatchStore:
@@ -101,7 +90,7 @@ class BatchStore:
             await pipe.execute()
 
     async def get(self, subaccount: str, batch_id: str) -> Batch | None:
-        raw = await _aw(self.redis.hgetall(batch_key(subaccount, batch_id)))
+        raw = await aw(self.redis.hgetall(batch_key(subaccount, batch_id)))
         # Counters without a record: messages that named a batch id no trigger created (`sendq send --batch`).
         return self._load(raw) if raw and b"record" in raw else None
 
@@ -113,7 +102,7 @@ class BatchStore:
         rows = await self.redis.zrevrangebyscore(
             batches_index(subaccount, file_name), top, "-inf", start=0, num=limit, withscores=True
         )
-        return [(_s(i), int(score)) for i, score in rows]
+        return [(text(i), int(score)) for i, score in rows]
 
     async def get_many(self, subaccount: str, batch_ids: list[str]) -> list[Batch]:
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -124,7 +113,7 @@ class BatchStore:
 
     @staticmethod
     def _load(raw: dict[bytes, bytes]) -> Batch:
-        fields = {_s(k): _s(v) for k, v in raw.items()}
+        fields = {text(k): text(v) for k, v in raw.items()}
         batch = Batch.model_validate_json(fields.pop("record"))
         counts = {MessageStatus(k[2:]): int(v) for k, v in fields.items() if k.startswith("n:") and int(v)}
         first, last = fields.get("first_sent_ms"), fields.get("last_sent_ms")

@@ -4,10 +4,9 @@ Everything a rule check needs about one message is read in one pipelined round t
 check at intake and the re-check at send time both see the operator's latest change.
 """
 
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict
 from redis.asyncio import Redis
@@ -15,6 +14,7 @@ from redis.asyncio import Redis
 from sendq import keys
 from sendq.channel import Channel
 from sendq.message import from_ms, to_ms
+from sendq.replies import aw, text
 from sendq.subaccount import SubaccountRules
 
 #: Sets the last-inbound time only if it moves forward: receipts and webhooks arrive out of order.
@@ -25,8 +25,6 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[3])
 return 1
 """
-
-T = TypeVar("T")
 
 
 class Suppression(BaseModel):
@@ -54,15 +52,6 @@ class RuleContext:
     allowed_domains: frozenset[str]
     suppressed: Suppression | None
     last_inbound: datetime | None
-
-
-def _aw(value: Awaitable[T] | T) -> Awaitable[T]:
-    """redis-py types its commands as sync-or-async; on the asyncio client they are always awaitables."""
-    return cast(Awaitable[T], value)
-
-
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class SubaccountStore:
@@ -95,7 +84,7 @@ class SubaccountStore:
     async def revoke(self, subaccount: str, *, term: str | None = None, domain: str | None = None) -> bool:
         """Take back an enabled term or domain; False if it was not enabled."""
         key, value = self._allow_key(subaccount, term, domain)
-        return bool(await _aw(self.redis.srem(key, value)))
+        return bool(await aw(self.redis.srem(key, value)))
 
     @staticmethod
     def _allow_key(subaccount: str, term: str | None, domain: str | None) -> tuple[str, str]:
@@ -112,7 +101,7 @@ class SubaccountStore:
             pipe.smembers(keys.allowed_terms(subaccount))
             pipe.smembers(keys.allowed_domains(subaccount))
             terms, domains = await pipe.execute()
-        return frozenset(map(_s, terms)), frozenset(map(_s, domains))
+        return frozenset(map(text, terms)), frozenset(map(text, domains))
 
     async def suppress(self, subaccount: str, entry: Suppression) -> bool:
         """Put a contact on the suppression list (operators now; bounce, complaint and opt-out receipts later).
@@ -126,14 +115,14 @@ class SubaccountStore:
         return bool(added)
 
     async def unsuppress(self, subaccount: str, channel: Channel, contact: str) -> bool:
-        return bool(await _aw(self.redis.hdel(keys.suppression(subaccount, channel), contact)))
+        return bool(await aw(self.redis.hdel(keys.suppression(subaccount, channel), contact)))
 
     async def suppressed(self, subaccount: str, channel: Channel, contact: str) -> Suppression | None:
-        raw = await _aw(self.redis.hget(keys.suppression(subaccount, channel), contact))
+        raw = await aw(self.redis.hget(keys.suppression(subaccount, channel), contact))
         return None if raw is None else Suppression.model_validate_json(raw)
 
     async def suppression_list(self, subaccount: str, channel: Channel) -> list[Suppression]:
-        raw = await _aw(self.redis.hgetall(keys.suppression(subaccount, channel)))
+        raw = await aw(self.redis.hgetall(keys.suppression(subaccount, channel)))
         entries = [Suppression.model_validate_json(v) for v in raw.values()]
         return sorted(entries, key=lambda e: (e.at, e.contact))
 
@@ -149,11 +138,11 @@ class SubaccountStore:
         )
 
     async def last_inbound(self, subaccount: str, contact: str) -> datetime | None:
-        raw = await _aw(self.redis.hget(keys.last_inbound(subaccount), contact))
-        return None if raw is None else from_ms(_s(raw))
+        raw = await aw(self.redis.hget(keys.last_inbound(subaccount), contact))
+        return None if raw is None else from_ms(text(raw))
 
     async def subaccounts(self) -> list[str]:
-        return sorted(map(_s, await _aw(self.redis.smembers(keys.SUBACCOUNTS))))
+        return sorted(map(text, await aw(self.redis.smembers(keys.SUBACCOUNTS))))
 
     async def contexts(self, subaccount: str, targets: Sequence[tuple[Channel, str]]) -> list[RuleContext]:
         """``context`` for many (channel, contact) pairs of one subaccount in one round trip (bulk intake):
@@ -168,7 +157,7 @@ class SubaccountStore:
             replies = await pipe.execute()
         rules_raw, terms, domains = replies[:3]
         rules = SubaccountRules() if rules_raw is None else SubaccountRules.model_validate_json(rules_raw)
-        allowed_terms, allowed_domains = frozenset(map(_s, terms)), frozenset(map(_s, domains))
+        allowed_terms, allowed_domains = frozenset(map(text, terms)), frozenset(map(text, domains))
         out = []
         for i in range(len(targets)):
             suppressed, inbound = replies[3 + 2 * i], replies[4 + 2 * i]
@@ -178,7 +167,7 @@ class SubaccountStore:
                     allowed_terms=allowed_terms,
                     allowed_domains=allowed_domains,
                     suppressed=None if suppressed is None else Suppression.model_validate_json(suppressed),
-                    last_inbound=None if inbound is None else from_ms(_s(inbound)),
+                    last_inbound=None if inbound is None else from_ms(text(inbound)),
                 )
             )
         return out
@@ -194,8 +183,8 @@ class SubaccountStore:
             rules, terms, domains, suppressed, inbound = await pipe.execute()
         return RuleContext(
             rules=SubaccountRules() if rules is None else SubaccountRules.model_validate_json(rules),
-            allowed_terms=frozenset(map(_s, terms)),
-            allowed_domains=frozenset(map(_s, domains)),
+            allowed_terms=frozenset(map(text, terms)),
+            allowed_domains=frozenset(map(text, domains)),
             suppressed=None if suppressed is None else Suppression.model_validate_json(suppressed),
-            last_inbound=None if inbound is None else from_ms(_s(inbound)),
+            last_inbound=None if inbound is None else from_ms(text(inbound)),
         )

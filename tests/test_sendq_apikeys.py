@@ -15,9 +15,10 @@ from arq.connections import ArqRedis
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from sendq import cli_keys
-from sendq.apikeys import APIKEYS, ID_ALPHABET, ApiKey, ApiKeyStore, _aw, apikey
+from sendq.apikeys import APIKEYS, ID_ALPHABET, ApiKey, ApiKeyStore, apikey
 from sendq.cli import _Parser, _with_scheduler
 from sendq.errors import InvalidInput
+from sendq.replies import aw as _aw
 from tests.conftest import RedisServer, make_settings
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
