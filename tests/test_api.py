@@ -591,6 +591,17 @@ async def test_unusable_csv_is_a_422_naming_file(acme: httpx.AsyncClient, real_a
     assert await message_keys(real_arq) == 0
 
 
+async def test_csv_broken_late_programs_nothing(acme: httpx.AsyncClient, real_arq: ArqRedis) -> None:
+    """A file that breaks after 600 good rows (past the first programming chunk) stores no message and no batch:
+    re-uploading the fixed file must not send the first rows twice."""
+    good = "".join(f"{phone(i)},row {i}\n" for i in range(600))
+    csv = ("to,body\n" + good + '+14155552671,"unclosed\n').encode()
+    resp = await acme.post("/v1/batches/file", files={"file": ("late.csv", csv, "text/csv")})
+    assert_problem(resp, 422, "file")
+    assert await message_keys(real_arq) == 0
+    assert (await acme.get("/v1/batches")).json()["items"] == []
+
+
 async def test_csv_header_error_stores_no_batch(acme: httpx.AsyncClient) -> None:
     resp = await acme.post("/v1/batches/file", files={"file": ("x.csv", b"phone,text\n1,2\n", "text/csv")})
     assert_problem(resp, 422, "file")
