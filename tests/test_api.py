@@ -254,6 +254,15 @@ async def test_idempotency_key_replays_the_original(acme: httpx.AsyncClient, rea
     assert len(await listing(acme)) == 2
 
 
+async def test_idempotency_key_with_other_parameters_is_refused(acme: httpx.AsyncClient) -> None:
+    """Stripe's rule: a key belongs to one request; reusing it for another is an error, not the original."""
+    first = await acme.post("/v1/messages", json=sms(1), headers={"Idempotency-Key": "k-3"})
+    assert first.status_code == 201
+    other = await acme.post("/v1/messages", json=sms(2), headers={"Idempotency-Key": "k-3"})
+    assert_problem(other, 422, "Idempotency-Key")
+    assert len(await listing(acme)) == 1
+
+
 async def test_idempotency_key_is_per_subaccount(acme: httpx.AsyncClient, globex: httpx.AsyncClient) -> None:
     a = await acme.post("/v1/messages", json=sms(1), headers={"Idempotency-Key": "same"})
     g = await globex.post("/v1/messages", json=sms(1), headers={"Idempotency-Key": "same"})

@@ -1,5 +1,6 @@
 """``/v1/messages``: program one message, read it (by id or by the client's reference), list, cancel."""
 
+import hashlib
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -21,7 +22,6 @@ router = APIRouter(prefix="/v1/messages", tags=["messages"])
 
 #: how long an Idempotency-Key is remembered (Stripe's convention)
 IDEMPOTENCY_TTL_S = 24 * 3600
-_PENDING = b"pending"
 
 
 def scheduler_of(request: Request) -> Scheduler:
@@ -75,9 +75,20 @@ async def program_message(
     scheduler = scheduler_of(request)
     redis: Redis = scheduler.store.redis
     idem = f"sendq:idem:{new.subaccount}:{idempotency_key}" if idempotency_key else None
-    if idem is not None and not await redis.set(idem, _PENDING, nx=True, ex=IDEMPOTENCY_TTL_S):
-        found = await redis.get(idem)
-        if found is None or found == _PENDING:
+    # The key remembers which request it was made for (Stripe's rule): the same key with other parameters is
+    # a client bug, answered with an error instead of the unrelated original.
+    fingerprint = hashlib.sha256(item.model_dump_json().encode()).hexdigest()[:32]
+    if idem is not None and not await redis.set(idem, f"{fingerprint}:pending", nx=True, ex=IDEMPOTENCY_TTL_S):
+        found = (await redis.get(idem) or b":pending").decode()
+        used_for, _, message_id = found.partition(":")
+        if used_for and used_for != fingerprint:
+            raise ApiProblem(
+                422,
+                "Invalid input",
+                "this Idempotency-Key was used with different request parameters",
+                field="Idempotency-Key",
+            )
+        if message_id == "pending":
             raise ApiProblem(
                 409,
                 "Conflict with the current status",
@@ -85,7 +96,7 @@ async def program_message(
                 field="Idempotency-Key",
             )
         response.status_code = 200
-        return MessageOut.of(await scheduler.get(found.decode()))
+        return MessageOut.of(await scheduler.get(message_id))
     try:
         done = await scheduler.program(new)
     except BaseException:
@@ -93,7 +104,7 @@ async def program_message(
             await redis.delete(idem)
         raise
     if idem is not None:
-        await redis.set(idem, done.message.id, ex=IDEMPOTENCY_TTL_S)
+        await redis.set(idem, f"{fingerprint}:{done.message.id}", ex=IDEMPOTENCY_TTL_S)
     if not done.created:
         response.status_code = 200
     return MessageOut.of(done.message)
