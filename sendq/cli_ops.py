@@ -36,7 +36,7 @@ from sendq import keys
 from sendq.batches import Batch, BatchStore
 from sendq.channel import Channel
 from sendq.cli_args import subaccount_id
-from sendq.csvrows import CsvDefaults, CsvFormatError, batch_items, open_text, read_rows
+from sendq.csvrows import CsvDefaults, CsvFormatError, batch_items, check_file, open_text, read_rows
 from sendq.errors import InvalidInput
 from sendq.listing import MAX_LIMIT, InvalidCursor, MessageFilter, decode_cursor, list_messages
 from sendq.message import Message, utcnow
@@ -365,20 +365,6 @@ def _defaults(ns: argparse.Namespace, file_name: str) -> CsvDefaults:
     return defaults
 
 
-def _check_file(binary: IO[bytes], defaults: CsvDefaults, max_rows: int, progress: Progress, task: TaskID) -> int:
-    """The first pass: how many data rows the file has; ``CsvFormatError`` when the file as a whole is unusable."""
-    text = open_text(binary)
-    try:
-        rows = 0
-        for rows, _ in enumerate(read_rows(text, defaults, max_rows=max_rows), start=1):
-            if rows % ROWS_PER_CHUNK == 0:
-                progress.update(task, completed=binary.tell())
-        progress.update(task, completed=binary.tell())
-        return rows
-    finally:
-        text.detach()
-
-
 def _import(settings: Settings, ns: argparse.Namespace, with_redis: WithRedis) -> int:
     path: str = ns.file
     name = os.path.basename(path.rstrip("/"))[:255] or "import.csv"
@@ -394,7 +380,13 @@ def _import(settings: Settings, ns: argparse.Namespace, with_redis: WithRedis) -
         with _progress() as progress:
             check = progress.add_task(f"checking {escape(name)}", total=size)
             try:
-                rows = _check_file(binary, defaults, ns.max_rows, progress, check)
+                rows = check_file(
+                    binary,
+                    defaults,
+                    max_rows=ns.max_rows,
+                    every_chunk=lambda: progress.update(check, completed=binary.tell()),
+                    chunk=ROWS_PER_CHUNK,
+                )
             except CsvFormatError as exc:
                 return _usage_error(f"{path}: {exc}")
             if rows == 0:

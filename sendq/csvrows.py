@@ -22,7 +22,7 @@ import csv
 import io
 import math
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import IO, Any, Final
@@ -409,3 +409,30 @@ def batch_items(
         if len(out) >= n:
             break
     return out
+
+
+def check_file(
+    binary: IO[bytes],
+    defaults: CsvDefaults,
+    *,
+    max_rows: int,
+    every_chunk: Callable[[], None] | None = None,
+    chunk: int = 500,
+) -> int:
+    """The first pass over an upload or import: read every row, write nothing, count the data rows.
+
+    A file that breaks at row 30,000 (bad quoting, not UTF-8, too many rows) must program nothing, or fixing and
+    re-sending it would send its first rows twice. Raises ``CsvFormatError``; leaves ``binary`` open (at its end)
+    for the caller to rewind. ``every_chunk`` is called every ``chunk`` rows and at the end (progress bars).
+    """
+    text = open_text(binary)
+    try:
+        rows = 0
+        for rows, _ in enumerate(read_rows(text, defaults, max_rows=max_rows), start=1):
+            if every_chunk is not None and rows % chunk == 0:
+                every_chunk()
+        if every_chunk is not None:
+            every_chunk()
+        return rows
+    finally:
+        text.detach()

@@ -24,7 +24,7 @@ from sendq.api.schemas import (
     RescheduleReport,
 )
 from sendq.batches import BatchStore
-from sendq.csvrows import CsvDefaults, CsvFormatError, batch_items, open_text, read_rows
+from sendq.csvrows import CsvDefaults, CsvFormatError, batch_items, check_file, open_text, read_rows
 from sendq.errors import InvalidInput
 from sendq.listing import InvalidCursor, decode_cursor, encode_cursor
 from sendq.message import NewMessage, utcnow
@@ -120,15 +120,11 @@ async def upload_batch(
 
 def _check_file(binary: IO[bytes], defaults: CsvDefaults, max_rows: int) -> None:
     """Read the whole file once without writing anything; a file-level problem is a 422 naming ``file``."""
-    text = open_text(binary)
     try:
-        for _ in read_rows(text, defaults, max_rows=max_rows):
-            pass
+        check_file(binary, defaults, max_rows=max_rows)
     except CsvFormatError as exc:
         where = f" (row {exc.row})" if exc.row else ""
         raise ApiProblem(422, "Invalid input", f"file: {exc}{where}", field="file") from None
-    finally:
-        text.detach()
 
 
 @router.get("", response_model=BatchPage, responses=responses(401, 404, 422, 503))
