@@ -85,16 +85,17 @@ async def enqueue_dispatch(
     return job is not None
 
 
-async def discard_dispatch(arq: ArqRedis, message_id: str, version: int, *, queue_name: str) -> None:
-    """Drop a job that can no longer act (its message was cancelled or moved to a new version).
+async def discard_dispatch(arq: ArqRedis, jobs: Sequence[tuple[str, int]], *, queue_name: str) -> None:
+    """Drop jobs (message id, version) that can no longer act (cancelled, or moved to a new version).
 
     Tidiness only: the version check in the store already makes such a job a no-op. A job already picked by
     a worker keeps running and finds the message changed.
     """
-    job_id = dispatch_job_id(message_id, version)
-    async with arq.pipeline(transaction=True) as pipe:
-        pipe.zrem(queue_name, job_id)
-        pipe.delete(job_key_prefix + job_id)
+    async with arq.pipeline(transaction=False) as pipe:
+        for message_id, version in jobs:
+            job_id = dispatch_job_id(message_id, version)
+            pipe.zrem(queue_name, job_id)
+            pipe.delete(job_key_prefix + job_id)
         await pipe.execute()
 
 

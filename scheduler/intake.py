@@ -8,7 +8,6 @@ from typing import Any
 
 import structlog
 from arq.connections import ArqRedis
-from arq.constants import job_key_prefix
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
@@ -16,7 +15,7 @@ from scheduler.enqueue import discard_dispatch, enqueue_dispatch, enqueue_many
 from scheduler.requeue import reprogram
 from sendq.channel import Channel
 from sendq.errors import InvalidInput, MessageNotFound
-from sendq.message import HistoryEntry, Message, NewMessage, dispatch_job_id, new_message_id, to_ms, utcnow
+from sendq.message import HistoryEntry, Message, NewMessage, new_message_id, to_ms, utcnow
 from sendq.policy import Policy, Verdict
 from sendq.segments import count_segments
 from sendq.settings import Settings
@@ -227,16 +226,7 @@ class Scheduler:
             reason="cancelled",
             detail=f"by {by}" if by else None,
         )
-        try:
-            async with self.arq.pipeline(transaction=False) as pipe:
-                for message_id, outcome in zip(message_ids, outcomes, strict=True):
-                    if outcome.ok:
-                        job_id = dispatch_job_id(message_id, outcome.job_version)
-                        pipe.zrem(self.settings.queue_name, job_id)
-                        pipe.delete(job_key_prefix + job_id)
-                await pipe.execute()
-        except RedisError as exc:
-            log.warning("batch.discard_failed", error=repr(exc))
+        await self._tidy([(i, o.job_version) for i, o in zip(message_ids, outcomes, strict=True) if o.ok])
         return outcomes
 
     def _horizon_text(self) -> str:
@@ -260,27 +250,19 @@ class Scheduler:
         compare-and-set (to ``sending``) finds ``cancelled`` and stops.
         """
         _check_id(message_id)
-        now = now or utcnow()
-        result = await self.store.transition(
-            message_id,
-            from_=CANCELLABLE_STATUSES,
-            to=MessageStatus.CANCELLED,
-            now=now,
-            reason="cancelled",
-            detail=f"by {by}" if by else None,
-        )
+        (result,) = await self.cancel_many([message_id], by=by, now=now)
         if result.status is None:
             raise MessageNotFound(message_id)
-        if result.ok:
-            await self._tidy(message_id, result.job_version)
         return CancelOutcome(result.ok, result.status, await self.get(message_id))
 
-    async def _tidy(self, message_id: str, version: int) -> None:
+    async def _tidy(self, jobs: Sequence[tuple[str, int]]) -> None:
         # Best effort: a leftover job is a no-op (version guard), so a failure here must not fail the call.
+        if not jobs:
+            return
         try:
-            await discard_dispatch(self.arq, message_id, version, queue_name=self.settings.queue_name)
+            await discard_dispatch(self.arq, jobs, queue_name=self.settings.queue_name)
         except RedisError as exc:
-            log.warning("message.discard_failed", message_id=message_id, error=repr(exc))
+            log.warning("message.discard_failed", jobs=len(jobs), error=repr(exc))
 
     async def reschedule(self, message_id: str, at: datetime, *, now: datetime | None = None) -> Message:
         """Move a programmed (or blocked) message to a new send time; its validity window moves with it.
@@ -321,5 +303,5 @@ class Scheduler:
         )
         if not result.ok:
             raise InvalidInput("id", f"cannot reschedule a message in status {result.status}")
-        await self._tidy(message_id, message.job_version)
+        await self._tidy([(message_id, message.job_version)])
         return await self.get(message_id)
