@@ -70,7 +70,7 @@ async def create_batch(request: Request, body: BatchIn, key: Key) -> BatchCreate
     intake = await BatchIntake.start(scheduler_of(request), sub, created_by=body.created_by or key.label)
     results = await intake.add(parsed)
     batch = await intake.finish()
-    return BatchCreated(**BatchOut.of(batch).model_dump(), items=_items(results))
+    return BatchCreated(**batch.model_dump(), items=_items(results))
 
 
 @router.post("/file", status_code=201, response_model=BatchCreated, responses=responses(400, 401, 404, 413, 422, 503))
@@ -115,7 +115,7 @@ async def upload_batch(
     finally:
         text.detach()
     batch = await intake.finish()
-    return BatchCreated(**BatchOut.of(batch).model_dump(), items=[i for i in _items(results) if i.field is not None])
+    return BatchCreated(**batch.model_dump(), items=[i for i in _items(results) if i.field is not None])
 
 
 def _check_file(binary: IO[bytes], defaults: CsvDefaults, max_rows: int) -> None:
@@ -148,7 +148,7 @@ async def list_batches(
     rows = await store.ids(sub, file_name=file_name, limit=limit, before_ms=before)
     batches = await store.get_many(sub, [i for i, _ in rows])
     nxt = encode_cursor(rows[-1][1], rows[-1][0]) if len(rows) == limit else None
-    return BatchPage(items=[BatchOut.of(b) for b in batches], next_cursor=nxt)
+    return BatchPage(items=batches, next_cursor=nxt)
 
 
 async def _batch(request: Request, key: Key, batch_id: str, subaccount: str | None) -> tuple[str, BatchStore]:
@@ -167,7 +167,7 @@ async def get_batch(
     sub, store = await _batch(request, key, batch_id, subaccount)
     found = await store.get(sub, batch_id)
     assert found is not None
-    return BatchOut.of(found)
+    return found
 
 
 async def _message_ids(request: Request, sub: str, batch_id: str) -> list[str]:

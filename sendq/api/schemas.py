@@ -105,27 +105,12 @@ class ItemOut(BaseModel):
     reason: str | None = None
 
 
-class BatchOut(BaseModel):
-    id: str
-    subaccount: str
-    created_at: datetime
-    created_by: str | None = None
-    file_name: str | None = None
-    channel: str | None = None
-    content: str | None = None
-    accepted: int
-    rejected: int
-    counts: dict[MessageStatus, int] = {}
-    first_sent_at: datetime | None = None
-    last_sent_at: datetime | None = None
-
-    @classmethod
-    def of(cls, b: Batch) -> "BatchOut":
-        return cls.model_validate(b.model_dump())
+#: a batch as the API shows it is the stored record with its counters
+BatchOut = Batch
 
 
-class BatchCreated(BatchOut):
-    items: list[ItemOut] = []
+class BatchCreated(Batch):
+    items: list[ItemOut] = Field(default_factory=list)
 
 
 class BatchPage(BaseModel):
