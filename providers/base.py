@@ -1,9 +1,20 @@
-"""The provider protocol: what the dispatch job needs from a channel provider."""
+"""The provider protocol: what the dispatch job needs from a channel provider, and what a provider's
+callbacks (delivery receipts, inbound messages) and status queries turn into.
 
+A real provider adapter is one module (``providers/twilio.py``, ...) with four parts: request building,
+response parsing into ``SendResult`` or a ``ProviderError``, an error-code table (``ErrorRule``), and the
+webhook side (``verify``, ``parse_receipts``, ``parse_inbound``). Providers that can be asked about a message
+whose outcome is unknown also implement ``lookup``.
+"""
+
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from datetime import datetime
+from typing import Protocol, runtime_checkable
 
+from sendq.channel import Channel
 from sendq.message import Message
+from sendq.status import MessageStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,12 +27,91 @@ class SendResult:
     repeat: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class ErrorRule:
+    """How sendq treats one provider error code."""
+
+    #: a later attempt may succeed (rate limits, outages); False: the message can never go as it is
+    retryable: bool
+    #: the code means the contact opted out, blocked the sender or bounced hard: suppress the contact
+    suppress: bool = False
+    #: short reason stored on the message and the suppression entry (e.g. ``opt_out``, ``invalid_recipient``)
+    reason: str | None = None
+
+
+#: Statuses a receipt may report. SENT only confirms what sendq already recorded: it changes nothing.
+RECEIPT_STATUSES = frozenset({MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.FAILED})
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """One delivery report, normalised. Matched to a message by ``(provider, provider_message_id)`` only."""
+
+    provider_message_id: str
+    #: one of ``RECEIPT_STATUSES``
+    status: MessageStatus
+    #: when the provider says the status changed (None: not given)
+    at: datetime | None = None
+    #: the provider's error code, for FAILED
+    code: str | None = None
+    #: the provider's description or reason
+    reason: str | None = None
+    #: the failure means opt-out, block, complaint or hard bounce: the contact goes on the suppression list
+    suppress: bool = False
+    #: the provider's event id, when it has one (logged; duplicates are harmless either way)
+    event_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """A message a contact sent to one of our senders (opens the WhatsApp customer-care window)."""
+
+    #: the contact, canonical (E.164 for SMS and WhatsApp, without any ``whatsapp:`` prefix)
+    contact: str
+    channel: Channel
+    #: our address that received it (a number, a WhatsApp sender); routes it to a subaccount
+    to: str | None
+    at: datetime
+    provider_message_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRequest:
+    """A provider's HTTP callback, as received (the raw body: signatures are computed over bytes)."""
+
+    #: the full URL the provider was configured to call (scheme, host, path and query): Twilio signs it
+    url: str
+    #: header names lower-cased
+    headers: Mapping[str, str]
+    body: bytes
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """What a provider's status query says about a message whose outcome sendq does not know."""
+
+    #: the provider has the message: it was accepted and must not be sent again
+    found: bool
+    provider_message_id: str | None = None
+    #: its status there, mapped (one of ``RECEIPT_STATUSES``), when found
+    status: MessageStatus | None = None
+    at: datetime | None = None
+    code: str | None = None
+    reason: str | None = None
+    suppress: bool = False
+
+
 class Provider(Protocol):
     """A channel provider.
 
     ``send`` returns a ``SendResult`` when the provider accepted the message and raises a
     ``sendq.errors.ProviderError`` subclass otherwise: ``RetryableProviderError`` (``RateLimited`` for 429)
-    or ``PermanentProviderError``. It never raises anything else on purpose.
+    or ``PermanentProviderError`` (with ``suppress`` set when the code means opt-out or block). It never
+    raises anything else on purpose.
     """
 
     #: registry name, recorded on the message
@@ -32,3 +122,36 @@ class Provider(Protocol):
     async def send(self, message: Message, *, idempotency_key: str) -> SendResult: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class WebhookParser(Protocol):
+    """A provider whose callbacks sendq accepts at ``/v1/receipts/{name}`` and ``/v1/inbound/{name}``."""
+
+    name: str
+
+    def verify(self, request: WebhookRequest) -> None:
+        """Raise ``sendq.errors.WebhookRejected`` unless the request provably comes from the provider."""
+        ...
+
+    def parse_receipts(self, request: WebhookRequest) -> list[Receipt]:
+        """The receipts in a verified callback (a callback may carry several, or none worth applying).
+
+        Raises ``sendq.errors.BadWebhook`` when the body is not the provider's documented format.
+        """
+        ...
+
+    def parse_inbound(self, request: WebhookRequest) -> list[Inbound]:
+        """The inbound messages in a verified callback. Raises ``sendq.errors.BadWebhook`` like above."""
+        ...
+
+
+@runtime_checkable
+class StatusLookup(Protocol):
+    """A provider that can be asked what became of a message (by its id there, or by sendq's reference)."""
+
+    name: str
+
+    async def lookup(self, message: Message) -> Lookup:
+        """Raises ``sendq.errors.ProviderError`` when the provider cannot be asked now (try again later)."""
+        ...

@@ -6,21 +6,16 @@ Contract: ``POST <url>`` with a JSON body (below) and an ``Idempotency-Key`` hea
 any other 4xx (``{"code": ..., "message": ...}``): permanent.
 """
 
-import email.utils
-import math
-import time
-from datetime import UTC
 from typing import Any
 
 import httpx
 
 from providers.base import SendResult
-from sendq.errors import PermanentProviderError, ProviderError, RateLimited, RetryableProviderError
+from providers.transport import request, status_error
+from sendq.errors import RetryableProviderError
 from sendq.message import Message
 
 NAME = "http"
-#: a longer Retry-After is read as this: past any sane validity, so the message ends as expired
-MAX_RETRY_AFTER_S = 7 * 86400.0
 
 
 def payload(message: Message) -> dict[str, Any]:
@@ -35,26 +30,6 @@ def payload(message: Message) -> dict[str, Any]:
         "variables": message.variables,
         "reference_id": message.reference_id,
     }
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Retry-After as seconds: delta-seconds or an HTTP date (RFC 9110 10.2.3); None if absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:  # "-0000" parses naive; HTTP dates are always GMT
-            when = when.replace(tzinfo=UTC)
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if not math.isfinite(seconds):
-        return None
-    return min(max(0.0, seconds), MAX_RETRY_AFTER_S)
 
 
 def _error_fields(response: httpx.Response) -> tuple[str | None, str]:
@@ -84,17 +59,7 @@ class HttpProvider:
         headers = {"Idempotency-Key": idempotency_key}
         if self.auth_token:
             headers["Authorization"] = f"Bearer {self.auth_token}"
-        try:
-            response = await self.client.post(self.url, json=payload(message), headers=headers)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            # The request never reached the provider: nothing can have been sent.
-            raise RetryableProviderError(f"cannot connect: {exc!r}", provider=NAME, code="connect") from exc
-        except httpx.TimeoutException as exc:
-            raise RetryableProviderError(f"timed out: {exc!r}", provider=NAME, code="timeout", ambiguous=True) from exc
-        except httpx.TransportError as exc:
-            raise RetryableProviderError(
-                f"transport error: {exc!r}", provider=NAME, code="transport", ambiguous=True
-            ) from exc
+        response = await request(self.client, NAME, "POST", self.url, json=payload(message), headers=headers)
         return self._result(response)
 
     def _result(self, response: httpx.Response) -> SendResult:
@@ -110,20 +75,7 @@ class HttpProvider:
                 ) from exc
             return SendResult(provider_id, repeat=bool(body.get("repeat", False)))
         code, text = _error_fields(response)
-        error: ProviderError
-        if status == 429:
-            error = RateLimited(
-                text,
-                provider=NAME,
-                code=code or "rate_limited",
-                status_code=status,
-                retry_after_s=parse_retry_after(response.headers.get("Retry-After")),
-            )
-        elif status == 408 or status >= 500:
-            error = RetryableProviderError(text, provider=NAME, code=code, status_code=status)
-        else:
-            error = PermanentProviderError(text, provider=NAME, code=code, status_code=status)
-        raise error
+        raise status_error(response, NAME, code, text)
 
     async def aclose(self) -> None:
         return None

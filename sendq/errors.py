@@ -5,10 +5,12 @@ SendqError
 ├── InvalidInput                field, reason          bad input from a caller; nothing was changed
 ├── MessageNotFound             message_id
 ├── ConfigurationError          unknown provider, missing URL, evicting Redis
-└── ProviderError               provider, code, detail, status_code, ambiguous
-    ├── RetryableProviderError  timeouts, connection errors, 5xx, 408
-    │   └── RateLimited         429; carries retry_after_s
-    └── PermanentProviderError  other 4xx, invalid recipient
+├── ProviderError               provider, code, detail, status_code, ambiguous
+│   ├── RetryableProviderError  timeouts, connection errors, 5xx, 408
+│   │   └── RateLimited         429; carries retry_after_s
+│   └── PermanentProviderError  other 4xx, invalid recipient; suppress when the code means opt-out/block
+├── WebhookRejected             a provider callback failed verification (401)
+└── BadWebhook                  a verified provider callback is not in the provider's format (400)
 ```
 """
 
@@ -67,6 +69,8 @@ class ProviderError(SendqError):
         code: str | None = None,
         status_code: int | None = None,
         ambiguous: bool = False,
+        suppress: bool = False,
+        reason: str | None = None,
     ) -> None:
         super().__init__(detail)
         self.detail = detail
@@ -74,6 +78,10 @@ class ProviderError(SendqError):
         self.code = code
         self.status_code = status_code
         self.ambiguous = ambiguous
+        #: the code means the contact opted out or blocked the sender: suppress it (permanent errors only)
+        self.suppress = suppress
+        #: short reason from the provider's error table (e.g. ``opt_out``), stored with the error
+        self.reason = reason
 
     def __str__(self) -> str:
         parts = [f"provider={self.provider}"]
@@ -100,3 +108,11 @@ class RateLimited(RetryableProviderError):
 
 class PermanentProviderError(ProviderError):
     """Raised when the provider refused the message for good (other 4xx, invalid recipient)."""
+
+
+class WebhookRejected(SendqError):
+    """Raised when a provider callback fails verification (bad or missing signature or credentials)."""
+
+
+class BadWebhook(SendqError):
+    """Raised when a verified provider callback is not in the provider's documented format."""

@@ -1,12 +1,20 @@
 """Settings, read from ``SENDQ_*`` environment variables (nested with ``__``). No import-time singleton."""
 
-from typing import Literal, Self
+from typing import Self
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sendq.content import DEFAULT_RESTRICTED_TERMS, normalise_term
+from sendq.provider_settings import (
+    InfobipSettings,
+    ProviderName,
+    ProviderRoute,
+    SinchSettings,
+    TwilioSettings,
+    UnifonicSettings,
+)
 
 
 class MockProviderSettings(BaseModel):
@@ -35,9 +43,19 @@ class Settings(BaseSettings):
     #: arq queue (a sorted set); every worker of a deployment serves the same one
     queue_name: str = "sendq:queue"
 
-    provider: Literal["mock", "http"] = "mock"
+    #: the default provider, for every (subaccount, channel) no route names
+    provider: ProviderName = "mock"
+    #: which provider serves which subaccount and channel (JSON list in the environment)
+    routes: tuple[ProviderRoute, ...] = ()
     mock: MockProviderSettings = Field(default_factory=MockProviderSettings)
     http: HttpProviderSettings = Field(default_factory=HttpProviderSettings)
+    twilio: TwilioSettings = Field(default_factory=TwilioSettings)
+    sinch: SinchSettings = Field(default_factory=SinchSettings)
+    unifonic: UnifonicSettings = Field(default_factory=UnifonicSettings)
+    infobip: InfobipSettings = Field(default_factory=InfobipSettings)
+    #: the public base URL of `sendq api` (e.g. https://sendq.example.com): providers are given
+    #: ``{public_url}/v1/receipts/{provider}`` as their status callback, and Twilio signs that exact URL
+    public_url: str | None = None
 
     max_attempts: int = Field(5, ge=1, le=100)
     backoff_base_s: float = Field(2.0, gt=0)

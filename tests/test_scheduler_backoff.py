@@ -69,7 +69,7 @@ def test_validity_ends_retries() -> None:
 
 def test_parse_retry_after() -> None:
     """Seconds or an HTTP date; garbage, infinities and NaN are ignored; huge values are capped."""
-    from providers.http import MAX_RETRY_AFTER_S, parse_retry_after
+    from providers.transport import MAX_RETRY_AFTER_S, parse_retry_after
 
     assert parse_retry_after("3") == 3.0
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
