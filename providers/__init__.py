@@ -1,34 +1,57 @@
-"""Channel providers behind one protocol, built by name from settings."""
+"""Channel providers behind one protocol, built by name from settings and routed per (subaccount, channel)."""
 
-from typing import Final
+from typing import Final, get_args
 
 import httpx
 
 from providers.base import Provider, SendResult
 from providers.http import HttpProvider
 from providers.mock import MockProvider
+from providers.routing import Providers
 from sendq.errors import ConfigurationError
+from sendq.provider_settings import ProviderName
 from sendq.settings import Settings
 
 #: every provider name sendq knows
-PROVIDER_NAMES: Final = ("mock", "http")
+PROVIDER_NAMES: Final = get_args(ProviderName)
 
 
-def build_provider(settings: Settings, client: httpx.AsyncClient) -> Provider:
-    """The configured provider (``SENDQ_PROVIDER``).
+def build_provider(name: str, settings: Settings, client: httpx.AsyncClient, sender: str | None = None) -> Provider:
+    """The adapter called ``name``, configured from ``settings`` (``sender`` overrides its default sender).
 
     Raises:
         ConfigurationError: unknown name or missing settings.
     """
-    if settings.provider == "mock":
+    if name == "mock":
         return MockProvider(
             latency_s=settings.mock.latency_ms / 1000, fail_rate=settings.mock.fail_rate, seed=settings.mock.seed
         )
-    if settings.provider == "http":
+    if name == "http":
         if not settings.http.url:
             raise ConfigurationError("SENDQ_HTTP__URL is required for the http provider")
         return HttpProvider(settings.http.url, client, auth_token=settings.http.auth_token)
-    raise ConfigurationError(f"unknown provider {settings.provider!r}; known: {', '.join(PROVIDER_NAMES)}")
+    raise ConfigurationError(f"unknown provider {name!r}; known: {', '.join(PROVIDER_NAMES)}")
 
 
-__all__ = ["PROVIDER_NAMES", "HttpProvider", "MockProvider", "Provider", "SendResult", "build_provider"]
+def build_providers(settings: Settings, client: httpx.AsyncClient) -> Providers:
+    """Every provider the settings name (the default and each route's), built now so that a missing
+    credential stops the process at start-up rather than at the first send."""
+    providers = Providers(
+        default=settings.provider,
+        routes=settings.routes,
+        factory=lambda name, sender: build_provider(name, settings, client, sender),
+    )
+    providers.build_all()
+    return providers
+
+
+__all__ = [
+    "PROVIDER_NAMES",
+    "HttpProvider",
+    "MockProvider",
+    "Provider",
+    "Providers",
+    "SendResult",
+    "build_provider",
+    "build_providers",
+]

@@ -3,17 +3,22 @@
 - leases: a message left in ``processing`` or ``sending`` by a dead worker is taken back;
 - re-drive: a ``programmed`` (or deferred ``blocked_time``) message overdue with no arq job (Redis restart, expired job key, a crash
   between store and enqueue) gets a new versioned job;
+- receipts: a ``sent`` message (or a ``delivered`` one on a channel that reports "read") with no final receipt by
+  its subaccount's receipt timeout becomes ``timed_out``; a late receipt still applies;
 - retention: final messages past retention are deleted with their index entries.
 """
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, Literal
 
 import structlog
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix, job_key_prefix
 
 from scheduler.requeue import reprogram
+from sendq.channel import READ_RECEIPT_CHANNELS
 from sendq.message import Message, dispatch_job_id
 from sendq.settings import Settings
 from sendq.status import MessageStatus
@@ -27,12 +32,21 @@ SWEEP_LIMIT = 1000
 REDRIVE_SCAN_LIMIT = 20_000
 
 
+#: What asking the provider about a message found in ``sending`` gave: ``sent`` (it had the message; now recorded),
+#: ``absent`` (it has no record: resending is safe), ``unknown`` (it could not be asked; try at the next sweep).
+ReconcileOutcome = Literal["sent", "absent", "unknown"]
+#: Asks the message's provider, or returns None when that provider has no status query.
+Reconcile = Callable[[Message, datetime], Awaitable[ReconcileOutcome | None]]
+
+
 @dataclass(slots=True)
 class SweepReport:
     released: int = 0
     resent: int = 0
     unknown_outcome: int = 0
+    reconciled: int = 0
     redriven: int = 0
+    timed_out: int = 0
     purged: int = 0
     skipped: list[str] = field(default_factory=list)
 
@@ -49,7 +63,15 @@ def resolve_interrupted_send(message: Message, max_attempts: int) -> MessageStat
     return MessageStatus.ERROR
 
 
-async def recover_leases(store: MessageStore, arq: ArqRedis, settings: Settings, now: datetime) -> SweepReport:
+async def recover_leases(
+    store: MessageStore, arq: ArqRedis, settings: Settings, now: datetime, reconcile: Reconcile | None = None
+) -> SweepReport:
+    """Take back messages whose worker lease ran out.
+
+    A message left in ``sending`` is first reconciled with its provider when the provider can be asked
+    (``reconcile``): found there, it is recorded as sent; absent, it is resent; unreachable, it waits for the
+    next sweep (until its validity ends: then ``error``/``unknown_outcome``).
+    """
     report = SweepReport()
     ids = await store.lease_expired(now, SWEEP_LIMIT)
     for message in await store.get_many(ids):
@@ -69,7 +91,16 @@ async def recover_leases(store: MessageStore, arq: ArqRedis, settings: Settings,
             )
             report.released += int(result.ok)
         elif message.status is MessageStatus.SENDING:
+            outcome = await reconcile(message, now) if reconcile is not None else None
+            if outcome == "sent":
+                report.reconciled += 1
+                continue
+            if outcome == "unknown" and now <= message.valid_until:
+                report.skipped.append(message.id)
+                continue
             decision = resolve_interrupted_send(message, settings.max_attempts)
+            if outcome == "absent" and message.attempts < settings.max_attempts:
+                decision = MessageStatus.PROGRAMMED
             if decision is MessageStatus.PROGRAMMED:
                 result = await reprogram(
                     store,
@@ -81,7 +112,11 @@ async def recover_leases(store: MessageStore, arq: ArqRedis, settings: Settings,
                     now=now,
                     due_at=message.due_at,
                     reason="worker_lost_during_send",
-                    detail=f"resending with the same idempotency key {message.idempotency_key}",
+                    detail=(
+                        "the provider has no record of it: resending"
+                        if outcome == "absent"
+                        else f"resending with the same idempotency key {message.idempotency_key}"
+                    ),
                     lease_expired_by=now,
                     fields={"reuse_key": True},
                 )
@@ -150,18 +185,52 @@ async def _redrive_page(
         report.redriven += int(result.ok)
 
 
-async def run_sweeps(store: MessageStore, arq: ArqRedis, settings: Settings, now: datetime) -> SweepReport:
+async def time_out_receipts(store: MessageStore, now: datetime, report: SweepReport) -> None:
+    """``timed_out`` for messages past their receipt deadline that still lack a final receipt."""
+    ids = await store.awaiting_receipt(now, SWEEP_LIMIT)
+    if not ids:
+        return
+    messages = await store.get_many(ids)
+    waiting = [
+        m
+        for m in messages
+        if m.status is MessageStatus.SENT
+        or (m.status is MessageStatus.DELIVERED and m.channel in READ_RECEIPT_CHANNELS)
+    ]
+    calls: list[dict[str, Any]] = [
+        {
+            "message_id": m.id,
+            "from_": {m.status},
+            "to": MessageStatus.TIMED_OUT,
+            "now": now,
+            "reason": "receipt_timeout",
+            "detail": f"no {'read' if m.status is MessageStatus.DELIVERED else 'final'} receipt by the deadline",
+        }
+        for m in waiting
+    ]
+    done = await store.transitions(calls) if calls else []
+    report.timed_out += sum(t.ok for t in done)
+    # Delivered on a channel without read receipts, already final, or gone: nothing left to wait for.
+    await store.stop_awaiting(sorted(set(ids) - {m.id for m in waiting}))
+
+
+async def run_sweeps(
+    store: MessageStore, arq: ArqRedis, settings: Settings, now: datetime, reconcile: Reconcile | None = None
+) -> SweepReport:
     """All sweeps, in order; each is safe to run concurrently with workers and with itself."""
-    report = await recover_leases(store, arq, settings, now)
+    report = await recover_leases(store, arq, settings, now, reconcile)
     await redrive_due(store, arq, settings, now, report)
+    await time_out_receipts(store, now, report)
     report.purged = await store.purge_expired(now)
-    if report.released or report.resent or report.unknown_outcome or report.redriven or report.purged:
-        log.info(
-            "sweep.done",
-            released=report.released,
-            resent=report.resent,
-            unknown_outcome=report.unknown_outcome,
-            redriven=report.redriven,
-            purged=report.purged,
-        )
+    counts = {
+        "released": report.released,
+        "resent": report.resent,
+        "unknown_outcome": report.unknown_outcome,
+        "reconciled": report.reconciled,
+        "redriven": report.redriven,
+        "timed_out": report.timed_out,
+        "purged": report.purged,
+    }
+    if any(counts.values()):
+        log.info("sweep.done", **counts)
     return report

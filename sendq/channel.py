@@ -14,3 +14,8 @@ class Channel(StrEnum):
     WEBCHAT = "webchat"
     #: e-mail
     EMAIL = "email"
+
+
+#: Channels whose providers report "read": a delivered message there still waits for its read receipt, and
+#: times out without one (on the others "delivered" is the last word).
+READ_RECEIPT_CHANNELS = frozenset({Channel.WHATSAPP, Channel.WEBCHAT})

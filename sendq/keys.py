@@ -16,6 +16,8 @@ INFLIGHT: Final = "sendq:inflight"
 RETENTION: Final = "sendq:retention"
 #: stream: one entry per status change (for webhooks and audit)
 EVENTS: Final = "sendq:events"
+#: zset: sent (and delivered, where read receipts exist) messages by their receipt deadline in ms
+AWAITING: Final = "sendq:awaiting"
 
 
 class JobName(StrEnum):
@@ -33,6 +35,16 @@ def message(message_id: str) -> str:
 
 def history(message_id: str) -> str:
     return f"sendq:msg:{message_id}:history"
+
+
+def provider_message(provider: str, provider_message_id: str) -> str:
+    """string: the sendq message id behind a provider's message id (receipts are matched through it only)"""
+    return f"sendq:pmid:{provider}:{provider_message_id}"
+
+
+def early_receipts(provider: str, provider_message_id: str) -> str:
+    """list: receipts that arrived before sendq recorded the send (parked briefly, applied once it is)"""
+    return f"sendq:early:{provider}:{provider_message_id}"
 
 
 def reference(subaccount: str, reference_id: str) -> str:

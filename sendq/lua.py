@@ -34,11 +34,13 @@ redis.call('XADD', KEYS[5], 'MAXLEN', '~', 100000, '*', 'id', ARGV[1], 'from', '
 return {1, ARGV[1]}
 """
 
-#: KEYS: msg, history, due, inflight, retention, events
+#: KEYS: msg, history, due, inflight, retention, events, awaiting[, provider message link]
 #: ARGV: 1 id, 2 allowed from-statuses (space separated), 3 to, 4 expected job_version or '',
 #:       5 bump version '1'/'0', 6 now_ms, 7 history entry JSON without its closing attempt value and brace,
 #:       8 count an attempt '1'/'0', 9 due score or '', 10 lease score or '', 11 retention score or '',
-#:       12 only if the lease ran out by this ms or '', 13 return the record '1'/'0', 14.. field/value pairs
+#:       12 only if the lease ran out by this ms or '', 13 return the record '1'/'0',
+#:       14 receipt deadline score, 'keep' (stay in the awaiting index) or '' (leave it), 15.. field/value pairs
+#: The optional 8th key is set to the message id: receipts find the message by the provider's id through it.
 #: Returns {ok: 1 done, 0 refused, -1 no such message; status now; job_version; attempts[; HGETALL record]}.
 TRANSITION: Final = """
 local cur = redis.call('HGET', KEYS[1], 'status')
@@ -59,7 +61,7 @@ if ARGV[5] == '1' then ver = ver + 1 end
 if ARGV[8] == '1' then attempts = attempts + 1 end
 local to = ARGV[3]
 local sets = {'status', to, 'status_at', ARGV[6], 'job_version', ver, 'attempts', attempts}
-for i = 14, #ARGV do sets[#sets + 1] = ARGV[i] end
+for i = 15, #ARGV do sets[#sets + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(sets))
 redis.call('RPUSH', KEYS[2], ARGV[7] .. attempts .. '}')
 if cur ~= to then
@@ -81,18 +83,26 @@ end
 if ARGV[9] ~= '' then redis.call('ZADD', KEYS[3], ARGV[9], ARGV[1]) else redis.call('ZREM', KEYS[3], ARGV[1]) end
 if ARGV[10] ~= '' then redis.call('ZADD', KEYS[4], ARGV[10], ARGV[1]) else redis.call('ZREM', KEYS[4], ARGV[1]) end
 if ARGV[11] ~= '' then redis.call('ZADD', KEYS[5], ARGV[11], ARGV[1]) end
+if ARGV[14] == '' then
+  if cur == 'sent' or cur == 'delivered' then redis.call('ZREM', KEYS[7], ARGV[1]) end
+elseif ARGV[14] ~= 'keep' then
+  redis.call('ZADD', KEYS[7], ARGV[14], ARGV[1])
+end
+if KEYS[8] then redis.call('SET', KEYS[8], ARGV[1]) end
 redis.call('XADD', KEYS[6], 'MAXLEN', '~', 100000, '*', 'id', ARGV[1], 'from', cur, 'to', to, 'at', ARGV[6],
            'attempt', attempts)
 if ARGV[13] == '1' then return {1, to, ver, attempts, redis.call('HGETALL', KEYS[1])} end
 return {1, to, ver, attempts}
 """
 
-#: KEYS: retention. ARGV: now_ms, limit. Deletes final messages past retention with their index entries.
+#: KEYS: retention. ARGV: now_ms, limit. Deletes final messages past retention with their index entries, their
+#: provider-message link and their receipt deadline.
 PURGE: Final = """
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 for _, id in ipairs(ids) do
   local mk = 'sendq:msg:' .. id
-  local f = redis.call('HMGET', mk, 'subaccount', 'status', 'channel', 'batch_id', 'file_name', 'reference_id')
+  local f = redis.call('HMGET', mk, 'subaccount', 'status', 'channel', 'batch_id', 'file_name', 'reference_id',
+                      'provider', 'provider_message_id')
   if f[1] then
     local p = 'sendq:idx:' .. f[1] .. ':'
     redis.call('ZREM', p .. 'all', id)
@@ -107,9 +117,14 @@ for _, id in ipairs(ids) do
       local rk = 'sendq:ref:' .. f[1] .. ':' .. f[6]
       if redis.call('GET', rk) == id then redis.call('DEL', rk) end
     end
+    if f[7] and f[7] ~= '' and f[8] and f[8] ~= '' then
+      local lk = 'sendq:pmid:' .. f[7] .. ':' .. f[8]
+      if redis.call('GET', lk) == id then redis.call('DEL', lk) end
+    end
   end
   redis.call('DEL', mk, mk .. ':history')
   redis.call('ZREM', KEYS[1], id)
+  redis.call('ZREM', 'sendq:awaiting', id)
 end
 return #ids
 """

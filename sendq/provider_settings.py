@@ -56,6 +56,8 @@ class UnifonicSettings(WebhookCredentials):
     secret: SecretStr | None = None
     #: our WhatsApp sender
     sender: str | None = None
+    #: language code of the approved WhatsApp templates (``content.language.code``), e.g. ``en`` or ``ar``
+    template_language: str = "en"
     timeout_s: float = Field(10.0, gt=0)
 
 

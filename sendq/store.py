@@ -186,6 +186,8 @@ class MessageStore:
         lease_expired_by: datetime | None = None,
         fields: Mapping[str, Any] | None = None,
         return_record: bool = False,
+        receipt_deadline: datetime | None = None,
+        provider_ref: tuple[str, str] | None = None,
     ) -> Transition:
         """Compare-and-set the status, with its history entry, index and event, atomically.
 
@@ -201,6 +203,8 @@ class MessageStore:
             lease_expired_by: refuse unless the current lease ran out by then (for the recovery sweep).
             fields: other record fields to set with the change.
             return_record: also return the record after the change (saves a read round trip).
+            receipt_deadline: with ``to=SENT``: when the timed-out sweep gives up waiting for a final receipt.
+            provider_ref: with ``to=SENT``: (provider, provider message id); receipts find the message by it.
 
         Returns:
             What happened; ``ok`` is false when the message was not in ``from_`` (or not at that version).
@@ -221,6 +225,8 @@ class MessageStore:
             lease_expired_by=lease_expired_by,
             fields=fields,
             return_record=return_record,
+            receipt_deadline=receipt_deadline,
+            provider_ref=provider_ref,
         )
         return self._outcome(await self._transition(keys=call_keys, args=args))
 
@@ -236,13 +242,21 @@ class MessageStore:
     ) -> list[Transition]:
         """The same compare-and-set for many messages in one pipelined round trip (each one atomic); for bulk
         operations such as cancelling a batch. Only for targets that need no due time or lease."""
-        await self._load_scripts()
         sources = frozenset(from_)
+        return await self.transitions(
+            [
+                {"message_id": message_id, "from_": sources, "to": to, "now": now, "reason": reason, "detail": detail}
+                for message_id in message_ids
+            ]
+        )
+
+    async def transitions(self, calls: Sequence[Mapping[str, Any]]) -> list[Transition]:
+        """Several ``transition`` calls (each a mapping of its keyword arguments plus ``message_id``) in one
+        pipelined round trip; each stays atomic, and the outcomes come back in order."""
+        await self._load_scripts()
         async with self.redis.pipeline(transaction=False) as pipe:
-            for message_id in message_ids:
-                call_keys, args = self._transition_call(
-                    message_id, from_=sources, to=to, now=now, reason=reason, detail=detail
-                )
+            for call in calls:
+                call_keys, args = self._transition_call(**call)
                 await self._transition(keys=call_keys, args=args, client=pipe)
             replies = await pipe.execute()
         return [self._outcome(r) for r in replies]
@@ -264,6 +278,8 @@ class MessageStore:
         lease_expired_by: datetime | None = None,
         fields: Mapping[str, Any] | None = None,
         return_record: bool = False,
+        receipt_deadline: datetime | None = None,
+        provider_ref: tuple[str, str] | None = None,
     ) -> tuple[list[str], list[str]]:
         if to is MessageStatus.PROGRAMMED and due_at is None:
             raise ValueError(f"due_at is required to enter {to}")
@@ -278,15 +294,24 @@ class MessageStore:
         for field, value in fields_to_redis(values).items():
             pairs += [field, value]
         retention = to_ms(now + self.retention) if to in FINAL_STATUSES else None
+        if receipt_deadline is not None:
+            awaiting = str(to_ms(receipt_deadline))
+        else:
+            # A delivered message may still be waiting for its read receipt (the sweep decides by channel).
+            awaiting = "keep" if to is MessageStatus.DELIVERED else ""
+        call_keys = [
+            keys.message(message_id),
+            keys.history(message_id),
+            keys.DUE,
+            keys.INFLIGHT,
+            keys.RETENTION,
+            keys.EVENTS,
+            keys.AWAITING,
+        ]
+        if provider_ref is not None:
+            call_keys.append(keys.provider_message(*provider_ref))
         return (
-            [
-                keys.message(message_id),
-                keys.history(message_id),
-                keys.DUE,
-                keys.INFLIGHT,
-                keys.RETENTION,
-                keys.EVENTS,
-            ],
+            call_keys,
             [
                 message_id,
                 " ".join(s.value for s in from_),
@@ -301,6 +326,7 @@ class MessageStore:
                 "" if retention is None else str(retention),
                 "" if lease_expired_by is None else str(to_ms(lease_expired_by)),
                 "1" if return_record else "0",
+                awaiting,
                 *pairs,
             ],
         )
@@ -325,6 +351,21 @@ class MessageStore:
         """Ids of programmed or blocked messages due by ``until``, oldest first (``offset`` pages on)."""
         ids = await self.redis.zrangebyscore(keys.DUE, "-inf", to_ms(until), start=offset, num=limit)
         return [_str(i) for i in ids]
+
+    async def awaiting_receipt(self, until: datetime, limit: int) -> list[str]:
+        """Ids of messages whose receipt deadline passed by ``until``, oldest deadline first."""
+        ids = await self.redis.zrangebyscore(keys.AWAITING, "-inf", to_ms(until), start=0, num=limit)
+        return [_str(i) for i in ids]
+
+    async def stop_awaiting(self, message_ids: Sequence[str]) -> None:
+        """Drop messages from the receipt-deadline index (a delivered SMS waits for no read receipt)."""
+        if message_ids:
+            await self.redis.zrem(keys.AWAITING, *message_ids)
+
+    async def find_by_provider_id(self, provider: str, provider_message_id: str) -> str | None:
+        """The id of the message a provider knows as ``provider_message_id``, or None."""
+        found = await self.redis.get(keys.provider_message(provider, provider_message_id))
+        return None if found is None else _str(found)
 
     async def lease_expired(self, now: datetime, limit: int) -> list[str]:
         """Ids of processing or sending messages whose worker lease ran out by ``now``."""

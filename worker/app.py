@@ -16,8 +16,9 @@ from arq.connections import ArqRedis
 from arq.worker import Function, Worker, async_check_health, func
 from redis.exceptions import RedisError
 
-from providers import build_provider
+from providers import build_providers
 from providers.base import Provider
+from providers.routing import Providers
 from scheduler.backoff import BackoffPolicy
 from scheduler.enqueue import connect, deserialize_job, redis_settings, serialize_job
 from scheduler.sweeps import run_sweeps
@@ -25,10 +26,12 @@ from sendq.errors import ConfigurationError
 from sendq.keys import JobName
 from sendq.message import utcnow
 from sendq.policy import Policy
+from sendq.receipts import ReceiptBook
 from sendq.settings import Settings
 from sendq.store import MessageStore
 from sendq.subaccounts import SubaccountStore
 from worker.dispatch import dispatch
+from worker.reconcile import reconciler
 from worker.redis_policy import check_redis_policy
 from worker.services import Services, services
 
@@ -36,12 +39,13 @@ log = structlog.get_logger("sendq.worker")
 
 
 async def sweep(ctx: dict[str, Any]) -> str:
-    """arq cron job: lease recovery, re-drive and retention (``scheduler.sweeps``)."""
+    """arq cron job: lease recovery (with reconciliation), re-drive, receipt timeouts, retention."""
     svc = services(ctx)
-    report = await run_sweeps(svc.store, svc.arq, svc.settings, svc.clock())
+    report = await run_sweeps(svc.store, svc.arq, svc.settings, svc.clock(), reconciler(svc))
     return (
         f"released={report.released} resent={report.resent} unknown={report.unknown_outcome} "
-        f"redriven={report.redriven} purged={report.purged}"
+        f"reconciled={report.reconciled} redriven={report.redriven} timed_out={report.timed_out} "
+        f"purged={report.purged}"
     )
 
 
@@ -65,28 +69,31 @@ def worker_settings(
             facts = await check_redis_policy(arq)
             log.info("worker.redis_checked", **facts)
         http = httpx.AsyncClient(timeout=httpx.Timeout(settings.http.timeout_s, connect=5.0))
-        chosen = provider if provider is not None else build_provider(settings, http)
+        chosen = Providers.single(provider) if provider is not None else build_providers(settings, http)
+        store = MessageStore(arq, retention=timedelta(seconds=settings.retention_s))
+        subaccounts = SubaccountStore(arq)
         backoff = BackoffPolicy.from_settings(settings)
         if rng is not None:
             backoff = BackoffPolicy(backoff.base_s, backoff.cap_s, backoff.max_attempts, rng)
         ctx["services"] = Services(
             settings=settings,
-            store=MessageStore(arq, retention=timedelta(seconds=settings.retention_s)),
+            store=store,
             arq=arq,
-            provider=chosen,
+            providers=chosen,
             backoff=backoff,
-            subaccounts=SubaccountStore(arq),
+            subaccounts=subaccounts,
+            receipts=ReceiptBook(store, subaccounts),
             rules=Policy.from_settings(settings),
             http=http,
             clock=clock,
         )
-        log.info("worker.started", provider=chosen.name, queue=settings.queue_name)
+        log.info("worker.started", providers=sorted(chosen.names()), queue=settings.queue_name)
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         # pop: the supervised loop may call this again after a failed close(); closing twice must be harmless.
         svc = ctx.pop("services", None)
         if isinstance(svc, Services):
-            await svc.provider.aclose()
+            await svc.providers.aclose()
             await svc.http.aclose()
 
     functions: list[Function] = [

@@ -1,18 +1,21 @@
 """The dispatch job: claim, re-check, send once per attempt, record the outcome."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 
-from providers.base import SendResult
+from providers.base import Provider, SendResult, StatusLookup
 from scheduler.backoff import RetryDecision
 from scheduler.requeue import block, reprogram
 from sendq.errors import ProviderError, RetryableProviderError
 from sendq.message import Message
 from sendq.policy import Verdict
+from sendq.reports import Lookup, Receipt
 from sendq.status import MessageStatus
 from sendq.store import Transition
+from sendq.subaccount import SubaccountRules
+from sendq.subaccounts import Suppression
 from worker.services import Services, services
 
 log = structlog.get_logger("sendq.dispatch")
@@ -114,7 +117,7 @@ async def _process(svc: Services, message: Message, version: int) -> str:
     verdict = svc.rules.check(message, ctx, now)
     if not verdict.allowed:
         return await _refused(svc, message, version, verdict)
-    provider = svc.provider
+    provider = svc.providers.for_message(message.subaccount, message.channel)
     attempt = message.attempts + 1
     key = message.idempotency_key if (message.reuse_key and message.idempotency_key) else f"{message.id}:{attempt}"
     sending = await store.transition(
@@ -136,14 +139,21 @@ async def _process(svc: Services, message: Message, version: int) -> str:
         log.info("message.not_sent", status=sending.status)
         return f"skipped:{sending.status}"
     try:
+        if message.reuse_key and isinstance(provider, StatusLookup):
+            # The last attempt's outcome is unknown and this provider can be asked: ask before sending again.
+            found = await provider.lookup(message)
+            if found.found and found.provider_message_id:
+                return await record_sent(
+                    svc, provider, message, version, SendResult(found.provider_message_id), ctx.rules, found
+                )
         result = await provider.send(message, idempotency_key=key)
     except ProviderError as exc:
-        return await _failed(svc, message, version, sending.attempts, exc)
+        return await _failed(svc, provider, message, version, sending.attempts, exc)
     except Exception as exc:  # a bug in a provider must not strand the message in sending
         log.exception("provider.crashed", provider=provider.name)
         wrapped = RetryableProviderError(f"provider raised {exc!r}", provider=provider.name, ambiguous=True)
-        return await _failed(svc, message, version, sending.attempts, wrapped)
-    return await _sent(svc, message, version, result)
+        return await _failed(svc, provider, message, version, sending.attempts, wrapped)
+    return await record_sent(svc, provider, message, version, result, ctx.rules)
 
 
 async def _refused(svc: Services, message: Message, version: int, verdict: Verdict) -> str:
@@ -172,13 +182,26 @@ async def _refused(svc: Services, message: Message, version: int, verdict: Verdi
     return f"refused:{verdict.reason}"
 
 
-async def _sent(svc: Services, message: Message, version: int, result: SendResult) -> str:
+async def record_sent(
+    svc: Services,
+    provider: Provider,
+    message: Message,
+    version: int,
+    result: SendResult,
+    rules: SubaccountRules,
+    reconciled: Lookup | None = None,
+) -> str:
+    now = svc.clock()
+    reason = "repeat_acknowledged" if result.repeat else None
+    if reconciled is not None:
+        reason = "reconciled"
     done = await svc.store.transition(
         message.id,
         from_={_S.SENDING},
         to=_S.SENT,
-        now=svc.clock(),
-        reason="repeat_acknowledged" if result.repeat else None,
+        now=now,
+        reason=reason,
+        detail="the provider had accepted the earlier attempt" if reconciled is not None else None,
         expected_version=version,
         fields={
             "provider_message_id": result.provider_message_id,
@@ -186,6 +209,8 @@ async def _sent(svc: Services, message: Message, version: int, result: SendResul
             "last_error_code": None,
             "last_error": None,
         },
+        receipt_deadline=now + timedelta(seconds=rules.receipt_timeout_s),
+        provider_ref=(provider.name, result.provider_message_id),
     )
     if not done.ok:
         # Our lease ran out and the sweep took the message back; the resend reuses this key, so the
@@ -193,18 +218,37 @@ async def _sent(svc: Services, message: Message, version: int, result: SendResul
         log.warning("message.sent_after_lease", status=done.status, provider_message_id=result.provider_message_id)
         return "sent_late"
     log.info("message.sent", provider_message_id=result.provider_message_id, attempt=done.attempts)
+    # Receipts that beat this record (fast providers call back before we get here), then what a lookup said.
+    await svc.receipts.apply_parked(provider.name, result.provider_message_id, now)
+    if reconciled is not None:
+        await svc.receipts.apply(provider.name, [lookup_receipt(result.provider_message_id, reconciled)], now)
     return "sent"
 
 
-async def _failed(svc: Services, message: Message, version: int, attempt: int, error: ProviderError) -> str:
+def lookup_receipt(provider_message_id: str, found: Lookup) -> Receipt:
+    """A provider's answer to a status query, as the receipt it stands for."""
+    return Receipt(
+        provider_message_id=provider_message_id,
+        status=found.status or _S.SENT,
+        at=found.at,
+        code=found.code,
+        reason=found.reason,
+        suppress=found.suppress,
+    )
+
+
+async def _failed(
+    svc: Services, provider: Provider, message: Message, version: int, attempt: int, error: ProviderError
+) -> str:
     now = svc.clock()
     decision = svc.backoff.decide(attempt, error, now=now, valid_until=message.valid_until)
     # Once an attempt's outcome is unknown, the key stays until an answer settles it: a 429 or 500 to a later
     # attempt with the same key says nothing about whether the first one was accepted.
     reuse_key = error.ambiguous or message.reuse_key
     error_fields = {"last_error_code": error.code, "last_error": str(error)[:500], "reuse_key": reuse_key}
-    if reuse_key and decision.retry_at is not None and not svc.provider.supports_idempotency:
-        # Without idempotency keys a resend after an unknown outcome could deliver the message twice.
+    can_settle = provider.supports_idempotency or isinstance(provider, StatusLookup)
+    if reuse_key and decision.retry_at is not None and not can_settle:
+        # Without idempotency keys or a status query, a resend after an unknown outcome could deliver it twice.
         decision = RetryDecision(None, "no_idempotency_key")
     if decision.retry_at is not None:
         await reprogram(
@@ -222,7 +266,11 @@ async def _failed(svc: Services, message: Message, version: int, attempt: int, e
         )
         log.info("message.retry", error=str(error), attempt=attempt, delay_s=round(decision.delay_s, 3))
         return "retry"
-    reason = give_up_reason(decision.reason or "provider_rejected", maybe_sent=reuse_key and error.retryable)
+    reason = give_up_reason(
+        error.reason or decision.reason or "provider_rejected", maybe_sent=reuse_key and error.retryable
+    )
+    if error.suppress and not error.retryable:
+        await _suppress(svc, message, error, now)
     await svc.store.transition(
         message.id,
         from_={_S.SENDING},
@@ -235,3 +283,17 @@ async def _failed(svc: Services, message: Message, version: int, attempt: int, e
     )
     log.info("message.error", reason=reason, error=str(error), attempt=attempt)
     return "error"
+
+
+async def _suppress(svc: Services, message: Message, error: ProviderError, now: datetime) -> None:
+    """The provider refused the send because the contact opted out or blocked us: never try them again."""
+    entry = Suppression(
+        contact=message.to,
+        channel=message.channel,
+        reason=error.reason or "blocked",
+        at=now,
+        source=f"provider:{error.provider}" + (f" code {error.code}" if error.code else ""),
+        message_id=message.id,
+    )
+    if await svc.subaccounts.suppress(message.subaccount, entry):
+        log.info("contact.suppressed", reason=entry.reason, code=error.code)

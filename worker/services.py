@@ -8,9 +8,10 @@ from typing import Any
 import httpx
 from arq.connections import ArqRedis
 
-from providers.base import Provider
+from providers.routing import Providers
 from scheduler.backoff import BackoffPolicy
 from sendq.policy import Policy
+from sendq.receipts import ReceiptBook
 from sendq.settings import Settings
 from sendq.store import MessageStore
 from sendq.subaccounts import SubaccountStore
@@ -21,9 +22,10 @@ class Services:
     settings: Settings
     store: MessageStore
     arq: ArqRedis
-    provider: Provider
+    providers: Providers
     backoff: BackoffPolicy
     subaccounts: SubaccountStore
+    receipts: ReceiptBook
     rules: Policy
     http: httpx.AsyncClient
     clock: Callable[[], datetime]

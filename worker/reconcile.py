@@ -1,0 +1,44 @@
+"""Reconciling a message found in ``sending`` after its worker died: ask the provider before resending.
+
+Only providers with a status query (``providers.base.StatusLookup``) can be asked; for the others the recovery
+sweep keeps its rule (resend with the same idempotency key, or ``error``/``unknown_outcome``).
+"""
+
+from datetime import datetime
+
+import structlog
+
+from providers.base import SendResult
+from scheduler.sweeps import Reconcile, ReconcileOutcome
+from sendq.errors import ProviderError
+from sendq.message import Message
+from worker.dispatch import record_sent
+from worker.services import Services
+
+log = structlog.get_logger("sendq.reconcile")
+
+
+def reconciler(svc: Services) -> Reconcile:
+    """The sweep's hook: ask the message's provider what became of it."""
+
+    async def reconcile(message: Message, now: datetime) -> ReconcileOutcome | None:
+        provider = svc.providers.lookup(message.provider)
+        if provider is None:
+            return None
+        try:
+            found = await provider.lookup(message)
+        except ProviderError as exc:
+            log.warning("reconcile.unreachable", message_id=message.id, provider=provider.name, error=str(exc))
+            return "unknown"
+        if not found.found or not found.provider_message_id:
+            log.info("reconcile.absent", message_id=message.id, provider=provider.name)
+            return "absent"
+        rules = await svc.subaccounts.rules(message.subaccount)
+        sender = svc.providers.get(provider.name)
+        await record_sent(
+            svc, sender, message, message.job_version, SendResult(found.provider_message_id), rules, found
+        )
+        log.info("reconcile.sent", message_id=message.id, provider=provider.name, status=found.status)
+        return "sent"
+
+    return reconcile
