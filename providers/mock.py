@@ -5,6 +5,7 @@ It behaves like an idempotent provider: a repeated idempotency key returns the f
 
 import asyncio
 import random
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -61,7 +62,6 @@ class MockProvider:
     supports_idempotency: bool = True
     sent: list[SentRecord] = field(default_factory=list)
     _by_key: dict[str, str] = field(default_factory=dict)
-    _count: int = 0
 
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
@@ -82,8 +82,8 @@ class MockProvider:
             provider_id = self._by_key[idempotency_key]
             self.sent.append(SentRecord(message.id, idempotency_key, provider_id, repeat=True))
             return SendResult(provider_id, repeat=True)
-        self._count += 1
-        provider_id = f"mock-{self._count}"
+        # Unique across processes and restarts, like a real provider's ids: receipts are matched by them.
+        provider_id = f"mock-{secrets.token_hex(8)}"
         self._by_key[idempotency_key] = provider_id
         self.sent.append(SentRecord(message.id, idempotency_key, provider_id, repeat=False))
         return SendResult(provider_id)
