@@ -6,8 +6,12 @@ import httpx
 
 from providers.base import Provider, SendResult
 from providers.http import HttpProvider
+from providers.infobip import InfobipProvider
 from providers.mock import MockProvider
 from providers.routing import Providers
+from providers.sinch import SinchProvider
+from providers.twilio import TwilioProvider
+from providers.unifonic import UnifonicProvider
 from sendq.errors import ConfigurationError
 from sendq.provider_settings import ProviderName
 from sendq.settings import Settings
@@ -30,6 +34,14 @@ def build_provider(name: str, settings: Settings, client: httpx.AsyncClient, sen
         if not settings.http.url:
             raise ConfigurationError("SENDQ_HTTP__URL is required for the http provider")
         return HttpProvider(settings.http.url, client, auth_token=settings.http.auth_token)
+    if name == "twilio":
+        return TwilioProvider(settings.twilio, client, public_url=settings.public_url, sender=sender)
+    if name == "sinch":
+        return SinchProvider(settings.sinch, client, public_url=settings.public_url, sender=sender)
+    if name == "unifonic":
+        return UnifonicProvider(settings.unifonic, client, public_url=settings.public_url, sender=sender)
+    if name == "infobip":
+        return InfobipProvider(settings.infobip, client, public_url=settings.public_url, sender=sender)
     raise ConfigurationError(f"unknown provider {name!r}; known: {', '.join(PROVIDER_NAMES)}")
 
 
