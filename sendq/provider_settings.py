@@ -41,7 +41,18 @@ class TwilioSettings(BaseModel):
 class SinchSettings(WebhookCredentials):
     """Sinch (India) WhatsApp and SMS, with the delivery-report format of seed 004."""
 
-    base_url: str = "https://api.sinch.com"
+    #: Sinch India WhatsApp API (legacy, formerly ACL Mobile); ``/pull-platform-receiver/wa/messages`` is appended
+    base_url: str = "https://push.aclwhatsapp.com"
+    #: Sinch India WhatsApp API credentials, sent as the ``user`` and ``pass`` headers
+    whatsapp_user: str | None = None
+    whatsapp_password: SecretStr | None = None
+    #: language code of the approved WhatsApp templates (``langCode``), e.g. ``en`` or ``hi``
+    template_language: str = "en"
+    #: UTC offset of the ``del_time`` of WhatsApp delivery reports (``DD/MM/YYYY HH:MM:SS``, no zone): IST
+    report_utc_offset: str = Field("+05:30", pattern=r"^[+-]\d{2}:\d{2}$")
+    #: Sinch SMS REST API (``/xms/v1/{service_plan_id}/batches``): region host, service plan and its API token
+    sms_base_url: str = "https://us.sms.api.sinch.com"
+    service_plan_id: str | None = None
     api_token: SecretStr | None = None
     #: our WhatsApp / SMS sender (E.164 or sender id)
     sender: str | None = None
