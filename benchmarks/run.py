@@ -39,7 +39,7 @@ from typing import Any
 
 from arq.connections import ArqRedis
 
-from benchmarks import api as api_bench, content as content_bench, listing as listing_bench
+from benchmarks import api as api_bench, content as content_bench, listing as listing_bench, receipts as receipts_bench
 from scheduler.enqueue import connect, deserialize_job, redis_settings, serialize_job
 from scheduler.intake import Scheduler
 from sendq import keys
@@ -74,11 +74,17 @@ class Sizes:
     api_messages: int
     #: messages stored for the list-endpoint latency
     stored_messages: int
+    #: receipts per provider shape through the callback endpoint
+    receipts: int
 
 
-SMOKE = Sizes(arq_jobs=100, messages=100, lateness_s=1.0, api_messages=300, stored_messages=2_000)
-FULL = Sizes(arq_jobs=5000, messages=5000, lateness_s=10.0, api_messages=100_000, stored_messages=1_000_000)
-QUICK = Sizes(arq_jobs=1000, messages=1000, lateness_s=4.0, api_messages=10_000, stored_messages=100_000)
+SMOKE = Sizes(arq_jobs=100, messages=100, lateness_s=1.0, api_messages=300, stored_messages=2_000, receipts=200)
+FULL = Sizes(
+    arq_jobs=5000, messages=5000, lateness_s=10.0, api_messages=100_000, stored_messages=1_000_000, receipts=20_000
+)
+QUICK = Sizes(
+    arq_jobs=1000, messages=1000, lateness_s=4.0, api_messages=10_000, stored_messages=100_000, receipts=5_000
+)
 #: issue 4's aims
 API_INTAKE_TARGET = 10_000.0
 MEMORY_TARGET_B = 1024.0
@@ -513,6 +519,8 @@ class Results:
     api: dict[str, float]
     #: list endpoint latency on many stored messages (``benchmarks/listing.py``)
     listing: dict[str, float]
+    #: receipts applied through the callback endpoint (``benchmarks/receipts.py``)
+    receipts: dict[str, float]
 
     @property
     def ratio(self) -> float:
@@ -585,8 +593,23 @@ def figure_rows(r: Results) -> list[tuple[str, str]]:
         ("content-rule check p99, realistic texts", f"{r.content['realistic_p99_ms']:.3f} ms"),
         ("content-rule check, worst 10 kB hostile input", f"{r.content['hostile_worst_ms']:.2f} ms"),
         *api_rows(r),
+        *receipt_rows(r),
     ]
     return rows
+
+
+def receipt_rows(r: Results) -> list[tuple[str, str]]:
+    n, per_request = int(r.receipts["receipts"]), receipts_bench.INFOBIP_BATCH
+    return [
+        (
+            f"receipts applied/s, `POST /v1/receipts/twilio` (form, signature checked, 1 per request, {n:,})",
+            f"{r.receipts['twilio_receipts_per_s']:,.0f}",
+        ),
+        (
+            f"receipts applied/s, `POST /v1/receipts/infobip` (JSON, basic auth, {per_request} per request, {n:,})",
+            f"{r.receipts['infobip_receipts_per_s']:,.0f}",
+        ),
+    ]
 
 
 def api_rows(r: Results) -> list[tuple[str, str]]:
@@ -733,6 +756,13 @@ def how_measured(r: Results) -> list[str]:
             " and a cancel of that whole batch."
         ),
         (
+            "**Receipts**: `benchmarks/receipts.py` moves N messages per provider to `sent` through the store's"
+            " transitions, then posts one `delivered` receipt for each through the app (ASGI transport, no"
+            " sockets) in Twilio's shape (form-encoded, one per request, `X-Twilio-Signature` computed by the"
+            " client and checked by the app) and Infobip's (JSON, 100 reports per request, basic auth); the"
+            " rate is N / wall time, and every receipt must come back applied."
+        ),
+        (
             "**List endpoint**: `benchmarks/listing.py` writes N message records and their index entries straight"
             " into Redis (the layout the store's scripts write), then times `list_messages` first pages (limit 50)"
             " for each filter, median and p99 over repeated calls."
@@ -843,6 +873,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"API: {api}", flush=True)
         listing = asyncio.run(listing_bench.run(redis.url, sizes.stored_messages))
         print(f"list endpoint: {listing}", flush=True)
+        receipts = asyncio.run(receipts_bench.run(redis.url, sizes.receipts))
+        print(f"receipts: {receipts}", flush=True)
         print(f"content rules: {content['checks_per_s']:,.0f} checks/s, worst {content['hostile_worst_ms']:.2f} ms")
         ok = True
     finally:
@@ -865,6 +897,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         content=content,
         api=api,
         listing=listing,
+        receipts=receipts,
     )
     print()
     print(render_text(results))

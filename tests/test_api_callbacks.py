@@ -208,3 +208,32 @@ async def test_status_api_input_errors(env: dict[str, Any]) -> None:
     assert neither.status_code == both.status_code == too_many.status_code == 422
     assert too_many.json()["field"] == "message_ids"
     assert (await env["client"].get("/v1/messages/status", params={"message_ids": "x"})).status_code == 401
+
+
+async def test_twilio_receipt_verified_against_the_public_url(real_arq: ArqRedis, redis_server: RedisServer) -> None:
+    """Behind a proxy, Twilio signs the public callback URL; the app checks the signature against it, not against
+    the internal URL it was reached at, and refuses a body changed after signing."""
+    from providers.twilio import compute_signature
+
+    settings = make_settings(
+        redis_url=redis_server.url,
+        provider="twilio",
+        twilio={"account_sid": "AC123", "auth_token": "tok", "sms_from": SENDER},
+        public_url="https://sendq.example.com/",
+    )
+    params = {"MessageSid": "SM1", "MessageStatus": "delivered", "AccountSid": "AC123", "To": PHONE}
+    signature = compute_signature("tok", "https://sendq.example.com/v1/receipts/twilio", params.items())
+    async with AsyncExitStack() as stack:
+        app = create_app(settings, redis=real_arq)
+        await stack.enter_async_context(app.router.lifespan_context(app))
+        client = await stack.enter_async_context(
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://internal:8000")
+        )
+        good = await client.post("/v1/receipts/twilio", data=params, headers={"X-Twilio-Signature": signature})
+        changed = await client.post(
+            "/v1/receipts/twilio",
+            data={**params, "MessageStatus": "read"},
+            headers={"X-Twilio-Signature": signature},
+        )
+    assert good.status_code == 200 and good.json()["unknown"] == 1  # verified; no such message yet
+    assert changed.status_code == 401

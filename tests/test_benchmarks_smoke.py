@@ -25,7 +25,14 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     report = out.read_text()
-    for label in ("bare arq no-op jobs/s", "sendq msgs/s, 1 worker process", "sendq msgs/s, 2 worker processes"):
+    labels = (
+        "bare arq no-op jobs/s",
+        "sendq msgs/s, 1 worker process",
+        "sendq msgs/s, 2 worker processes",
+        "receipts applied/s, `POST /v1/receipts/twilio`",
+        "receipts applied/s, `POST /v1/receipts/infobip`",
+    )
+    for label in labels:
         row = next(line for line in report.splitlines() if line.startswith(f"| {label}"))
         value = float(re.sub(r"[^0-9.]", "", row.rsplit("|", 2)[1]))
         assert value > 0, row

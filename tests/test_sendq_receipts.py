@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from arq.connections import ArqRedis
 
+from benchmarks.receipts import make_sent
 from providers.base import SendResult
 from providers.mock import MockProvider
 from scheduler.intake import Scheduler
@@ -181,45 +182,6 @@ PLANS: list[tuple[tuple[S, ...], S]] = [
 ]
 
 
-async def _make_sent(store: MessageStore, count: int) -> list[str]:
-    """``count`` messages moved to sent with a provider link, through the store's own transitions."""
-    now = utcnow()
-    lease = now + timedelta(minutes=5)
-    ids: list[str] = []
-    for i in range(count):
-        msg = Message(
-            id=f"m{i:05d}",
-            subaccount="acme",
-            channel=Channel.WHATSAPP,
-            to=f"+1415{2000000 + i:07d}",
-            template="t1",
-            created_at=now,
-            valid_until=now + timedelta(days=1),
-            status=S.PROGRAMMED,
-            status_at=now,
-            due_at=now,
-        )
-        await store.create(msg)
-        ids.append(msg.id)
-    for step in (S.PROCESSING, S.SENDING):
-        calls = [{"message_id": i, "from_": set(S), "to": step, "now": now, "lease_until": lease} for i in ids]
-        assert all(t.ok for t in await store.transitions(calls))
-    calls = [
-        {
-            "message_id": i,
-            "from_": {S.SENDING},
-            "to": S.SENT,
-            "now": now,
-            "fields": {"provider": "chaos", "provider_message_id": f"p-{i}"},
-            "provider_ref": ("chaos", f"p-{i}"),
-            "receipt_deadline": now + timedelta(hours=72),
-        }
-        for i in ids
-    ]
-    assert all(t.ok for t in await store.transitions(calls))
-    return ids
-
-
 @pytest.mark.redis
 async def test_receipt_chaos_on_real_redis(real_arq: ArqRedis) -> None:
     """1,000 sent messages; each real receipt replayed 3 times, all shuffled (so some delivered after read),
@@ -227,7 +189,8 @@ async def test_receipt_chaos_on_real_redis(real_arq: ArqRedis) -> None:
     every final status right, one history entry per real change."""
     store = MessageStore(real_arq, retention=timedelta(days=30))
     book = ReceiptBook(store, SubaccountStore(real_arq))
-    ids = await _make_sent(store, 1000)
+    ids = [f"m-{i}" for i in range(1000)]
+    await make_sent(store, ids, "chaos", Channel.WHATSAPP)
     rng = random.Random(7)
     expected: dict[str, S] = {}
     real: dict[str, set[S]] = {}
