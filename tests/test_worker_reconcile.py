@@ -151,3 +151,16 @@ async def test_opt_out_at_send_suppresses_the_contact(
         assert (await scheduler.program(new_message(body="again"))).message.reason == "suppressed"
     else:
         assert entry is None
+
+
+async def test_provider_that_cannot_be_asked_about_this_message_falls_back(
+    scheduler: Scheduler, store: MessageStore, fake_arq: ArqRedis, settings: Settings
+) -> None:
+    """A permanent lookup error (no status query for this channel) is not 'try later': the usual rule applies
+    (no idempotency key: error / unknown_outcome) instead of waiting until the validity ends."""
+    msg = (await scheduler.program(new_message())).message
+    await _left_in_sending(store, msg.id, "mock")
+    unsupported = PermanentProviderError("no status query for whatsapp", provider="mock", code="lookup_unsupported")
+    await _sweep_once(fake_arq, settings, LookupMock(answers=[unsupported]))
+    got = await scheduler.get(msg.id)
+    assert got.status is S.ERROR and got.reason == "unknown_outcome"

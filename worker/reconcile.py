@@ -28,6 +28,10 @@ def reconciler(svc: Services) -> Reconcile:
         try:
             found = await provider.lookup(message)
         except ProviderError as exc:
+            if not exc.retryable:
+                # This provider cannot be asked about this message (e.g. Sinch WhatsApp has no status query).
+                log.info("reconcile.unsupported", message_id=message.id, provider=provider.name, error=str(exc))
+                return None
             log.warning("reconcile.unreachable", message_id=message.id, provider=provider.name, error=str(exc))
             return "unknown"
         if not found.found or not found.provider_message_id:
