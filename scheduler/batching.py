@@ -16,6 +16,7 @@ from sendq import keys
 from sendq.batches import Batch, BatchStore
 from sendq.errors import InvalidInput, MessageNotFound
 from sendq.message import Message, NewMessage, utcnow
+from sendq.store import Transition
 
 #: messages per pipelined ``program_many`` call: large enough to amortise round trips, small enough to bound
 #: memory and how long one call holds the event loop
@@ -115,20 +116,39 @@ class BatchCancel:
 
 
 async def cancel_batch(scheduler: Scheduler, subaccount: str, batch_id: str, *, by: str | None = None) -> BatchCancel:
-    """Cancel every cancellable message of a batch, a page of pipelined compare-and-sets at a time."""
+    """Cancel every cancellable message of a batch, a page of pipelined compare-and-sets at a time.
+
+    Two pages are in flight at once: Redis runs one page's scripts while this process builds the next.
+    """
     index = keys.index(subaccount, "batch", batch_id)
     cancelled, kept = 0, Counter[str]()
-    start = 0
-    while True:
-        ids = [i.decode() for i in await scheduler.store.redis.zrange(index, start, start + CANCEL_PAGE - 1)]
-        if not ids:
-            break
-        for outcome in await scheduler.cancel_many(ids, by=by):
+
+    def count(outcomes: list[Transition]) -> None:
+        nonlocal cancelled
+        for outcome in outcomes:
             if outcome.ok:
                 cancelled += 1
             elif outcome.status is not None:
                 kept[outcome.status.value] += 1
-        start += len(ids)
+
+    start = 0
+    previous: asyncio.Task[list[Transition]] | None = None
+    try:
+        while True:
+            ids = [i.decode() for i in await scheduler.store.redis.zrange(index, start, start + CANCEL_PAGE - 1)]
+            if not ids:
+                break
+            current = asyncio.create_task(scheduler.cancel_many(ids, by=by))
+            if previous is not None:
+                count(await previous)
+            previous = current
+            start += len(ids)
+        if previous is not None:
+            count(await previous)
+            previous = None
+    finally:
+        if previous is not None:  # an error on the way: do not leave a page running unobserved
+            previous.cancel()
     return BatchCancel(cancelled, dict(kept))
 
 

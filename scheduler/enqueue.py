@@ -91,12 +91,18 @@ async def discard_dispatch(arq: ArqRedis, jobs: Sequence[tuple[str, int]], *, qu
     Tidiness only: the version check in the store already makes such a job a no-op. A job already picked by
     a worker keeps running and finds the message changed.
     """
+    job_ids = [dispatch_job_id(message_id, version) for message_id, version in jobs]
+    # Two variadic commands per slice instead of two per job: a batch cancel drops thousands at once.
     async with arq.pipeline(transaction=False) as pipe:
-        for message_id, version in jobs:
-            job_id = dispatch_job_id(message_id, version)
-            pipe.zrem(queue_name, job_id)
-            pipe.delete(job_key_prefix + job_id)
+        for start in range(0, len(job_ids), _DISCARD_SLICE):
+            part = job_ids[start : start + _DISCARD_SLICE]
+            pipe.zrem(queue_name, *part)
+            pipe.delete(*(job_key_prefix + j for j in part))
         await pipe.execute()
+
+
+#: job ids per ZREM/DEL (bounded so one command never blocks Redis for long)
+_DISCARD_SLICE = 500
 
 
 async def enqueue_many(arq: ArqRedis, jobs: Sequence[tuple[str, int, datetime | None]], *, queue_name: str) -> None:

@@ -243,12 +243,28 @@ class MessageStore:
         """The same compare-and-set for many messages in one pipelined round trip (each one atomic); for bulk
         operations such as cancelling a batch. Only for targets that need no due time or lease."""
         sources = frozenset(from_)
-        return await self.transitions(
-            [
-                {"message_id": message_id, "from_": sources, "to": to, "now": now, "reason": reason, "detail": detail}
-                for message_id in message_ids
-            ]
+        if not message_ids:
+            return []
+        # Everything but the message's own keys and id is the same for every message: build it once.
+        call_keys, args = self._transition_call(
+            message_ids[0], from_=sources, to=to, now=now, reason=reason, detail=detail
         )
+        await self._load_scripts()
+        shared_keys, shared_args, sha = call_keys[2:], args[1:], self._transition.sha
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for message_id in message_ids:
+                # EVALSHA directly: the script is loaded above, and Script.__call__ costs more than the call
+                pipe.evalsha(
+                    sha,
+                    len(call_keys),
+                    keys.message(message_id),
+                    keys.history(message_id),
+                    *shared_keys,
+                    message_id,
+                    *shared_args,
+                )
+            replies = await pipe.execute()
+        return [self._outcome(r) for r in replies]
 
     async def transitions(self, calls: Sequence[Mapping[str, Any]]) -> list[Transition]:
         """Several ``transition`` calls (each a mapping of its keyword arguments plus ``message_id``) in one
