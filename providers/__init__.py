@@ -1,5 +1,6 @@
 """Channel providers behind one protocol, built by name from settings and routed per (subaccount, channel)."""
 
+import asyncio
 from typing import Final, get_args
 
 import httpx
@@ -33,7 +34,14 @@ def build_provider(name: str, settings: Settings, client: httpx.AsyncClient, sen
     if name == "http":
         if not settings.http.url:
             raise ConfigurationError("SENDQ_HTTP__URL is required for the http provider")
-        return HttpProvider(settings.http.url, client, auth_token=settings.http.auth_token)
+        secret = settings.http.webhook_secret
+        return HttpProvider(
+            settings.http.url,
+            client,
+            auth_token=settings.http.auth_token,
+            public_url=settings.public_url,
+            webhook_secret=secret.get_secret_value() if secret is not None else None,
+        )
     if name == "twilio":
         return TwilioProvider(settings.twilio, client, public_url=settings.public_url, sender=sender)
     if name == "sinch":
@@ -57,6 +65,16 @@ def build_providers(settings: Settings, client: httpx.AsyncClient) -> Providers:
     return providers
 
 
+def check_providers(settings: Settings) -> None:
+    """Build every configured adapter once and drop it, so that a missing credential is one clear error when a
+    process starts (not a traceback from inside arq's or uvicorn's start-up)."""
+    client = httpx.AsyncClient()
+    try:
+        build_providers(settings, client)
+    finally:
+        asyncio.run(client.aclose())
+
+
 __all__ = [
     "PROVIDER_NAMES",
     "HttpProvider",
@@ -66,4 +84,5 @@ __all__ = [
     "SendResult",
     "build_provider",
     "build_providers",
+    "check_providers",
 ]

@@ -268,10 +268,12 @@ def _cmd_dev(settings: Settings, ns: argparse.Namespace) -> int:
 def _cmd_api(settings: Settings, ns: argparse.Namespace) -> int:
     import uvicorn
 
+    from providers import check_providers
     from sendq.api.app import create_app
 
     if not settings.redis_url:
         raise ConfigurationError("SENDQ_REDIS_URL is not set (or run `sendq dev`, which serves the API too)")
+    check_providers(settings)
     uvicorn.run(
         create_app(settings),
         host=ns.host or settings.api_host,

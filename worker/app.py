@@ -16,7 +16,7 @@ from arq.connections import ArqRedis
 from arq.worker import Function, Worker, async_check_health, func
 from redis.exceptions import RedisError
 
-from providers import build_providers
+from providers import build_providers, check_providers
 from providers.base import Provider
 from providers.routing import Providers
 from scheduler.backoff import BackoffPolicy
@@ -145,6 +145,8 @@ def run_worker(settings: Settings, *, provider: Provider | None = None) -> Worke
     """
     if not settings.redis_url:
         raise ConfigurationError("SENDQ_REDIS_URL is not set (or run `sendq dev` for an embedded one)")
+    if provider is None:
+        check_providers(settings)
     # arq's Worker binds to the current event loop at construction, so the loop must exist first.
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
