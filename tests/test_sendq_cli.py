@@ -158,3 +158,14 @@ def test_a_closed_pipe_is_not_a_redis_error(redis_server: RedisServer) -> None:
     shell = f"{sys.executable} -m sendq status {sent.stdout.strip()} | true"
     result = subprocess.run(["sh", "-c", shell], capture_output=True, text=True, env=env, timeout=60, check=False)
     assert result.stderr == ""
+
+
+@pytest.mark.parametrize("command", ["api", "worker"])
+def test_missing_provider_credentials_stop_the_start(command: str) -> None:
+    """A route to a provider without credentials: one line naming the variable, exit 2, before anything runs."""
+    result = sendq(
+        command,
+        redis_url="redis://127.0.0.1:1/0",
+        SENDQ_ROUTES='[{"subaccount": "acme", "channel": "sms", "provider": "infobip"}]',
+    )
+    assert_one_line_error(result, "SENDQ_INFOBIP__API_KEY")
