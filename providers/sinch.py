@@ -69,6 +69,7 @@ from urllib.parse import quote
 import httpx
 
 from providers.base import ErrorRule, Inbound, Lookup, Receipt, SendResult, WebhookRequest
+from providers.templates import positional_parameters
 from providers.transport import check_basic_auth, request, status_error
 from sendq.channel import Channel
 from sendq.errors import (
@@ -164,23 +165,6 @@ _REPORT_TIME_FORMAT: Final = "%d/%m/%Y %H:%M:%S"
 # --- request building ---------------------------------------------------------------------------------------
 
 
-def template_parameters(variables: Mapping[str, str]) -> list[str]:
-    """The template's positional parameters: ``variables`` keyed ``"1"`` to ``"n"``, in that order.
-
-    Raises:
-        PermanentProviderError: other keys (``template_variables``); the message cannot go as it is.
-    """
-    keys = [str(i) for i in range(1, len(variables) + 1)]
-    if set(variables) != set(keys):
-        raise PermanentProviderError(
-            f"template variables must be keyed 1..{len(variables)} (WhatsApp parameters are positional), "
-            f"got {sorted(variables)}",
-            provider=NAME,
-            code="template_variables",
-        )
-    return [variables[key] for key in keys]
-
-
 def whatsapp_payload(
     message: Message, *, sender: str | None, language: str, callback_url: str | None = None
 ) -> dict[str, Any]:
@@ -200,7 +184,7 @@ def whatsapp_payload(
         "channel": "wa",
     }
     if message.template is not None:
-        body = [{"type": "text", "text": value} for value in template_parameters(message.variables)]
+        body = [{"type": "text", "text": value} for value in positional_parameters(message.variables, provider=NAME)]
         item["type"] = "template"
         item["template"] = {"templateId": message.template, "langCode": language, "body": body}
     else:

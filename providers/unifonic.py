@@ -50,6 +50,7 @@ from typing import Any, Final
 import httpx
 
 from providers.base import ErrorRule, Inbound, Lookup, Receipt, SendResult, WebhookRequest
+from providers.templates import positional_parameters
 from providers.transport import check_basic_auth, request, status_error
 from sendq.channel import Channel
 from sendq.errors import (
@@ -115,26 +116,11 @@ _LOOKUP_STATUS: Final[Mapping[str, MessageStatus]] = {
 # --- request building ---------------------------------------------------------------------------------------
 
 
-def template_parameters(variables: Mapping[str, str]) -> list[str]:
-    """The template's positional parameters: ``variables`` keyed ``"1"`` to ``"n"``, in that order.
-
-    Raises:
-        PermanentProviderError: other keys (``template_variables``); the message cannot go as it is.
-    """
-    keys = [str(i) for i in range(1, len(variables) + 1)]
-    if set(variables) != set(keys):
-        raise PermanentProviderError(
-            f"template variables must be keyed 1..{len(variables)} (WhatsApp parameters are positional), "
-            f"got {sorted(variables)}",
-            provider=NAME,
-            code="template_variables",
-        )
-    return [variables[key] for key in keys]
-
-
 def _content(message: Message, language: str) -> dict[str, Any]:
     if message.template is not None:
-        parameters = [{"type": "text", "text": value} for value in template_parameters(message.variables)]
+        parameters = [
+            {"type": "text", "text": value} for value in positional_parameters(message.variables, provider=NAME)
+        ]
         return {
             "type": "template",
             "name": message.template,

@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import arq.worker
+import httpx
 import pytest
 from arq.connections import ArqRedis
 from arq.worker import Worker
@@ -103,6 +104,13 @@ async def run_worker(
     yield run
     for w in workers:
         await w.close()
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    """A plain httpx client, as a worker gives provider adapters (tests point them at a contract server)."""
+    async with httpx.AsyncClient() as c:
+        yield c
 
 
 # --- real redis-server -------------------------------------------------------------------------------------

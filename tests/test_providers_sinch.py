@@ -4,7 +4,7 @@ REST API contracts, plus their callbacks (seed 004's WhatsApp delivery report, S
 import base64
 import json
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -145,12 +145,6 @@ def server(_sinch_server: ContractServer) -> ContractServer:
     _sinch_server.handler = sinch_api
     _sinch_server.requests.clear()
     return _sinch_server
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as c:
-        yield c
 
 
 def provider(server: ContractServer, client: httpx.AsyncClient, **kwargs: Any) -> SinchProvider:

@@ -3,7 +3,7 @@
 import base64
 import json
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -132,12 +132,6 @@ def server(shared_server: ContractServer) -> ContractServer:
     shared_server.handler = twilio_api
     shared_server.requests.clear()
     return shared_server
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as c:
-        yield c
 
 
 def only_form(server: ContractServer) -> dict[str, str]:
