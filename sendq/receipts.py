@@ -20,12 +20,11 @@ import structlog
 from redis.asyncio import Redis
 
 from sendq import keys
-from sendq.message import Message
 from sendq.replies import text
 from sendq.reports import RECEIPT_STATUSES, Receipt
 from sendq.status import MessageStatus, sources_of
 from sendq.store import MessageStore, Transition
-from sendq.subaccounts import SubaccountStore, Suppression
+from sendq.subaccounts import SubaccountStore
 
 log = structlog.get_logger("sendq.receipts")
 
@@ -154,23 +153,11 @@ class ReceiptBook:
                 to_suppress.append((receipt, outcome, message_id))
         for receipt, outcome, message_id in to_suppress:
             record = outcome.record or await self.store.get(message_id)
-            if record is not None and await self._suppress(provider, record, receipt, now):
+            if record is not None and await self.subaccounts.suppress_recipient(
+                record, reason=receipt.reason, source=f"receipt:{provider}", code=receipt.code, at=now
+            ):
                 report.suppressed += 1
         return report
-
-    async def _suppress(self, provider: str, message: Message, receipt: Receipt, now: datetime) -> bool:
-        entry = Suppression(
-            contact=message.to,
-            channel=message.channel,
-            reason=receipt.reason or "blocked",
-            at=now,
-            source=f"receipt:{provider}" + (f" code {receipt.code}" if receipt.code else ""),
-            message_id=message.id,
-        )
-        added = await self.subaccounts.suppress(message.subaccount, entry)
-        if added:
-            log.info("receipt.suppressed", message_id=message.id, reason=entry.reason, code=receipt.code)
-        return added
 
 
 def _transition_args(provider: str, message_id: str, receipt: Receipt, now: datetime) -> dict[str, Any]:

@@ -8,14 +8,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import structlog
 from pydantic import BaseModel, ConfigDict
 from redis.asyncio import Redis
 
 from sendq import keys
 from sendq.channel import Channel
-from sendq.message import from_ms, to_ms
+from sendq.message import Message, from_ms, to_ms
 from sendq.replies import aw, text
 from sendq.subaccount import SubaccountRules
+
+log = structlog.get_logger("sendq.subaccounts")
 
 #: Sets the last-inbound time only if it moves forward: receipts and webhooks arrive out of order.
 _RECORD_INBOUND = """
@@ -113,6 +116,24 @@ class SubaccountStore:
             pipe.sadd(keys.SUBACCOUNTS, subaccount)
             added, _ = await pipe.execute()
         return bool(added)
+
+    async def suppress_recipient(
+        self, message: Message, *, reason: str | None, source: str, code: str | None, at: datetime
+    ) -> bool:
+        """Suppress ``message``'s recipient because of what a provider said about the message (an opt-out or
+        block code, in a receipt or in the answer to a send). False when it was already suppressed."""
+        entry = Suppression(
+            contact=message.to,
+            channel=message.channel,
+            reason=reason or "blocked",
+            at=at,
+            source=source + (f" code {code}" if code else ""),
+            message_id=message.id,
+        )
+        added = await self.suppress(message.subaccount, entry)
+        if added:
+            log.info("contact.suppressed", message_id=message.id, reason=entry.reason, source=entry.source)
+        return added
 
     async def unsuppress(self, subaccount: str, channel: Channel, contact: str) -> bool:
         return bool(await aw(self.redis.hdel(keys.suppression(subaccount, channel), contact)))

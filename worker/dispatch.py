@@ -1,6 +1,6 @@
 """The dispatch job: claim, re-check, send once per attempt, record the outcome."""
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -15,7 +15,6 @@ from sendq.reports import Lookup, Receipt
 from sendq.status import MessageStatus
 from sendq.store import Transition
 from sendq.subaccount import SubaccountRules
-from sendq.subaccounts import Suppression
 from worker.services import Services, services
 
 log = structlog.get_logger("sendq.dispatch")
@@ -270,7 +269,10 @@ async def _failed(
         error.reason or decision.reason or "provider_rejected", maybe_sent=reuse_key and error.retryable
     )
     if error.suppress and not error.retryable:
-        await _suppress(svc, message, error, now)
+        # The contact opted out or blocked the sender: never try them again.
+        await svc.subaccounts.suppress_recipient(
+            message, reason=error.reason, source=f"provider:{error.provider}", code=error.code, at=now
+        )
     await svc.store.transition(
         message.id,
         from_={_S.SENDING},
@@ -283,17 +285,3 @@ async def _failed(
     )
     log.info("message.error", reason=reason, error=str(error), attempt=attempt)
     return "error"
-
-
-async def _suppress(svc: Services, message: Message, error: ProviderError, now: datetime) -> None:
-    """The provider refused the send because the contact opted out or blocked us: never try them again."""
-    entry = Suppression(
-        contact=message.to,
-        channel=message.channel,
-        reason=error.reason or "blocked",
-        at=now,
-        source=f"provider:{error.provider}" + (f" code {error.code}" if error.code else ""),
-        message_id=message.id,
-    )
-    if await svc.subaccounts.suppress(message.subaccount, entry):
-        log.info("contact.suppressed", reason=entry.reason, code=error.code)
