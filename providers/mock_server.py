@@ -1,8 +1,16 @@
-"""``sendq mock-provider``: a real HTTP server on loopback serving the ``providers.http`` contract, with faults."""
+"""``sendq mock-provider``: a real HTTP server on loopback serving the ``providers.http`` contract, with faults.
+
+With a webhook secret it also plays the provider's callback side: every newly accepted message that carries a
+``callback_url`` gets signed delivery receipts POSTed there (``delivered``, or ``failed`` for the fail prefix,
+then ``read`` on WhatsApp and web chat), from background threads that never hold up an answer.
+"""
 
 import argparse
 import contextlib
+import heapq
 import hmac
+import http.client
+import itertools
 import json
 import math
 import random
@@ -11,16 +19,19 @@ import socket
 import socketserver
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Self, TextIO, cast
 from urllib.parse import urlsplit
+
+from providers.http import secret_key, webhook_headers
 
 #: fault kinds ``fail_kinds`` may draw from
 FAIL_KINDS = ("500", "429", "timeout", "400")
@@ -31,6 +42,20 @@ MAX_BODY_BYTES = 64 * 1024
 _DISCARD_LIMIT = 1024 * 1024
 _ROUTES: dict[str, tuple[str, ...]] = {MESSAGES_PATH: ("POST",), "/healthz": ("GET", "HEAD"), "/stats": ("GET", "HEAD")}
 _REQUIRED_FIELDS = ("message_id", "to", "channel")
+#: channels whose messages also get a read receipt
+READ_CHANNELS = frozenset({"whatsapp", "webchat"})
+#: the code of the ``failed`` receipt of a recipient starting with ``fail_prefix``
+UNDELIVERABLE = "undeliverable"
+#: POSTs of one receipt before it is given up (connection errors, 429 and 5xx are tried again)
+RECEIPT_ATTEMPTS = 4
+#: seconds before the 2nd, 3rd, ... attempt
+RECEIPT_BACKOFF_S = (0.25, 0.5, 1.0)
+#: connect and read timeout of one receipt POST
+RECEIPT_TIMEOUT_S = 5.0
+#: receipts POSTed at the same time (one slow callback URL does not hold up the others)
+RECEIPT_WORKERS = 4
+#: how long stop() waits for receipt threads after cutting their connections
+_RECEIPT_JOIN_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -56,6 +81,14 @@ class MockServerConfig:
     seed: int | None = None
     #: when set, POSTs need ``Authorization: Bearer <auth_token>``
     auth_token: str | None = None
+    #: signs receipt callbacks (``providers.http.sign``); None: no receipts, a message's callback_url is ignored
+    webhook_secret: str | None = field(default=None, repr=False)
+    #: from acceptance to the ``delivered`` (or ``failed``) receipt
+    deliver_after_ms: float = 200.0
+    #: from acceptance to the ``read`` receipt (WhatsApp and web chat only; never before ``delivered``)
+    read_after_ms: float = 500.0
+    #: recipients starting with this are accepted, then get a ``failed`` receipt (code ``undeliverable``)
+    fail_prefix: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -68,12 +101,14 @@ class MockServerConfig:
         if unknown or not kinds:
             raise ValueError(f"fail_kinds must be a non-empty subset of {', '.join(FAIL_KINDS)}, got {self.fail_kinds}")
         object.__setattr__(self, "fail_kinds", kinds)
-        for name in ("latency_ms", "timeout_delay_ms"):
+        for name in ("latency_ms", "timeout_delay_ms", "deliver_after_ms", "read_after_ms"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value}")
         if self.retry_after_s < 0:
             raise ValueError(f"retry_after_s must be >= 0, got {self.retry_after_s}")
+        if self.webhook_secret is not None:
+            secret_key(self.webhook_secret)  # raises ValueError for an empty or malformed secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +117,7 @@ class _Request:
     to: str
     channel: str
     body: Any
+    callback_url: str | None = None
 
 
 @dataclass(slots=True)
@@ -113,7 +149,144 @@ def _parse_message(raw: bytes) -> _Request | dict[str, Any]:
         value = data.get(name)
         if not isinstance(value, str) or not value.strip():
             return _error("invalid_request", f"{name}: required, a non-empty string", field=name)
-    return _Request(data["message_id"], data["to"], data["channel"], data.get("body"))
+    callback_url = data.get("callback_url")
+    if callback_url is not None and not _is_http_url(callback_url):
+        return _error("invalid_request", "callback_url: an http or https URL, or null", field="callback_url")
+    return _Request(data["message_id"], data["to"], data["channel"], data.get("body"), callback_url)
+
+
+def _is_http_url(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+@dataclass(slots=True)
+class _Callback:
+    """One signed receipt POST, retried under the same ``webhook-id``."""
+
+    url: str
+    webhook_id: str
+    body: bytes
+    #: logged with the outcome
+    fields: dict[str, Any]
+    attempts: int = 0
+    #: scheduled once this one is done (delivered, then read), not before ``then_due`` (monotonic)
+    then: "_Callback | None" = None
+    then_due: float = 0.0
+
+
+class _ReceiptSender:
+    """POSTs receipts when they fall due, from a few daemon threads sharing one schedule (a heap)."""
+
+    def __init__(self, secret: str, log: Callable[[dict[str, Any]], None]) -> None:
+        self._secret = secret
+        self._log = log
+        self._cond = threading.Condition()
+        self._due: list[tuple[float, int, _Callback]] = []
+        self._order = itertools.count()
+        self._stopping = False
+        self._threads: list[threading.Thread] = []
+        self._connections: set[http.client.HTTPConnection] = set()
+
+    def start(self) -> None:
+        for number in range(RECEIPT_WORKERS):
+            thread = threading.Thread(target=self._run, name=f"mock-provider-receipts-{number}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def schedule(self, callback: _Callback, due: float) -> None:
+        with self._cond:
+            if self._stopping:
+                return
+            heapq.heappush(self._due, (due, next(self._order), callback))
+            self._cond.notify()
+
+    def stop(self) -> None:
+        """Drop what is pending, cut receipt POSTs in flight and wait (briefly) for the threads."""
+        with self._cond:
+            self._stopping = True
+            self._due.clear()
+            self._cond.notify_all()
+            for conn in self._connections:
+                if conn.sock is not None:
+                    with contextlib.suppress(OSError):
+                        conn.sock.shutdown(socket.SHUT_RDWR)
+        # A thread still connecting to an address that never answers is left behind (daemon): stop stays prompt.
+        deadline = time.monotonic() + _RECEIPT_JOIN_S
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _next(self) -> _Callback | None:
+        """The next due callback, or None once stopping."""
+        with self._cond:
+            while not self._stopping:
+                now = time.monotonic()
+                if self._due and self._due[0][0] <= now:
+                    return heapq.heappop(self._due)[2]
+                self._cond.wait(self._due[0][0] - now if self._due else None)
+            return None
+
+    def _run(self) -> None:
+        while (callback := self._next()) is not None:
+            self._deliver(callback)
+
+    def _deliver(self, callback: _Callback) -> None:
+        callback.attempts += 1
+        status, error = self._post(callback)
+        ok = status is not None and 200 <= status < 300
+        retryable = status is None or status == 429 or status >= 500
+        if not ok and retryable and callback.attempts < RECEIPT_ATTEMPTS:
+            backoff = RECEIPT_BACKOFF_S[min(callback.attempts, len(RECEIPT_BACKOFF_S)) - 1]
+            self.schedule(callback, time.monotonic() + backoff)
+            return
+        event = {
+            "event": "receipt",
+            **callback.fields,
+            "webhook_id": callback.webhook_id,
+            "url": callback.url,
+            "http_status": status,
+            "attempts": callback.attempts,
+            "ok": ok,
+        }
+        if error is not None:
+            event["error"] = error
+        self._log(event)
+        if callback.then is not None:
+            self.schedule(callback.then, max(time.monotonic(), callback.then_due))
+
+    def _post(self, callback: _Callback) -> tuple[int | None, str | None]:
+        """The answer's status, or None and what went wrong."""
+        parts = urlsplit(callback.url)
+        kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        conn = kind(parts.hostname or "", parts.port, timeout=RECEIPT_TIMEOUT_S)
+        with self._cond:
+            if self._stopping:
+                return None, "stopped"
+            self._connections.add(conn)
+        try:
+            conn.connect()
+            with self._cond:
+                if self._stopping:  # stop() ran while connecting, when there was no socket to cut yet
+                    return None, "stopped"
+            # Signed per attempt: the timestamp is this attempt's, the webhook-id stays the same.
+            headers = webhook_headers(self._secret, callback.body, webhook_id=callback.webhook_id)
+            headers["user-agent"] = "sendq-mock-provider/1"
+            conn.request("POST", parts.path + (f"?{parts.query}" if parts.query else ""), callback.body, headers)
+            response = conn.getresponse()
+            response.read(64 * 1024)
+            return response.status, None
+        except (OSError, http.client.HTTPException) as exc:
+            return None, f"{type(exc).__name__}: {exc}"[:300]
+        finally:
+            with self._cond:
+                self._connections.discard(conn)
+            conn.close()
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -327,6 +500,7 @@ class MockProviderServer:
         self._log_file: TextIO | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._receipts = _ReceiptSender(config.webhook_secret, self._log_locked) if config.webhook_secret else None
         server_cls = _HTTPServer6 if ":" in config.host else _HTTPServer
         self._httpd = server_cls((config.host, config.port), self)
 
@@ -359,6 +533,8 @@ class MockProviderServer:
         except BaseException:
             self.stop()
             raise
+        if self._receipts is not None:
+            self._receipts.start()
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="mock-provider", daemon=True
         )
@@ -383,7 +559,8 @@ class MockProviderServer:
             self.stop()
 
     def stop(self) -> None:
-        """Stop serving, cut open connections, wait for handlers and close the log. Idempotent."""
+        """Stop serving, cut open connections, wait for handlers, drop pending receipts and close the log.
+        Idempotent."""
         with self._lock:
             if self._closed:
                 return
@@ -396,6 +573,8 @@ class MockProviderServer:
             self._thread.join()
         self._httpd.interrupt_connections()
         self._httpd.server_close()
+        if self._receipts is not None:
+            self._receipts.stop()
         with self._lock:
             if self._log_file is not None:
                 self._log_file.close()
@@ -477,6 +656,8 @@ class MockProviderServer:
             provider_id = f"mp-{uuid.uuid4().hex}"
             self._accepted[key] = provider_id
             self._counts["accepted"] += 1
+            if self._receipts is not None and request.callback_url is not None:
+                self._schedule_receipts(self._receipts, provider_id, request)
         else:
             self._counts["repeats"] += 1
         self._log(
@@ -491,6 +672,36 @@ class MockProviderServer:
             }
         )
         return _Answer(200 if repeat else 201, {"id": provider_id, "status": "accepted", "repeat": repeat})
+
+    def _schedule_receipts(self, sender: _ReceiptSender, provider_id: str, request: _Request) -> None:
+        """Delivered (or failed for the fail prefix) after deliver_after_ms, then read on read channels."""
+        cfg = self.config
+        url = request.callback_url
+        assert url is not None
+        accepted_mono, accepted_at = time.monotonic(), datetime.now(UTC)
+        ids = {"provider_id": provider_id, "message_id": request.message_id}
+
+        def callback(status: str, after_ms: float, **extra: Any) -> _Callback:
+            at = (accepted_at + timedelta(milliseconds=after_ms)).isoformat(timespec="milliseconds")
+            receipt = {"id": provider_id, "status": status, "at": at, "code": None, "reason": None, "suppress": False}
+            receipt.update(extra)
+            body = json.dumps({"receipts": [receipt]}, separators=(",", ":")).encode()
+            fields = {**ids, "status": status, **({"code": extra["code"]} if "code" in extra else {})}
+            return _Callback(url, f"msg_{uuid.uuid4().hex}", body, fields)
+
+        if cfg.fail_prefix and request.to.startswith(cfg.fail_prefix):
+            first = callback("failed", cfg.deliver_after_ms, code=UNDELIVERABLE, reason="recipient unreachable")
+        else:
+            first = callback("delivered", cfg.deliver_after_ms)
+            if request.channel in READ_CHANNELS:
+                read_after = max(cfg.read_after_ms, cfg.deliver_after_ms)
+                first.then = callback("read", read_after)
+                first.then_due = accepted_mono + read_after / 1000
+        sender.schedule(first, accepted_mono + cfg.deliver_after_ms / 1000)
+
+    def _log_locked(self, event: dict[str, Any]) -> None:
+        with self._lock:
+            self._log(event)
 
     def _log(self, event: dict[str, Any]) -> None:
         """Called with the lock held, so lines never interleave."""
@@ -542,6 +753,14 @@ def _non_empty(value: str) -> str:
     return value
 
 
+def _webhook_secret(value: str) -> str:
+    try:
+        secret_key(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``mock-provider`` options; bad values end in ``parser.error`` (one line)."""
     d = MockServerConfig()
@@ -553,7 +772,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=d.port,
         help="port (default 0: a free one, shown in the banner)",
     )
-    parser.add_argument("--log", metavar="FILE", help="append one JSON line per event (accepted, repeat, fault)")
+    parser.add_argument(
+        "--log", metavar="FILE", help="append one JSON line per event (accepted, repeat, fault, receipt)"
+    )
     parser.add_argument(
         "--fail-rate",
         type=_number(float, lambda v: 0 <= v <= 1, "expected a probability between 0 and 1"),
@@ -592,6 +813,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seed", type=_number(int, lambda v: True, "expected an integer"), metavar="N", help="RNG seed for faults"
     )
     parser.add_argument("--auth-token", type=_non_empty, metavar="TOKEN", help="require Authorization: Bearer TOKEN")
+    parser.add_argument(
+        "--webhook-secret",
+        type=_webhook_secret,
+        metavar="SECRET",
+        help="POST receipts signed with SECRET to each message's callback_url (default: no receipts)",
+    )
+    parser.add_argument(
+        "--deliver-after-ms",
+        type=milliseconds,
+        default=d.deliver_after_ms,
+        metavar="MS",
+        help=f"from acceptance to the delivered (or failed) receipt (default {d.deliver_after_ms:g})",
+    )
+    parser.add_argument(
+        "--read-after-ms",
+        type=milliseconds,
+        default=d.read_after_ms,
+        metavar="MS",
+        help=f"from acceptance to the read receipt, WhatsApp and webchat only (default {d.read_after_ms:g})",
+    )
+    parser.add_argument(
+        "--fail-prefix",
+        type=_non_empty,
+        metavar="PREFIX",
+        help=f"accept recipients starting with this, then send a failed receipt ({UNDELIVERABLE})",
+    )
 
 
 def config_from_args(ns: argparse.Namespace) -> MockServerConfig:
@@ -607,6 +854,10 @@ def config_from_args(ns: argparse.Namespace) -> MockServerConfig:
         reject_prefix=ns.reject_prefix,
         seed=ns.seed,
         auth_token=ns.auth_token,
+        webhook_secret=ns.webhook_secret,
+        deliver_after_ms=ns.deliver_after_ms,
+        read_after_ms=ns.read_after_ms,
+        fail_prefix=ns.fail_prefix,
     )
 
 

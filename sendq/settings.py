@@ -3,7 +3,7 @@
 from typing import Self
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sendq.content import DEFAULT_RESTRICTED_TERMS, normalise_term
@@ -31,6 +31,8 @@ class HttpProviderSettings(BaseModel):
     url: str | None = None
     timeout_s: float = Field(10.0, gt=0)
     auth_token: str | None = None
+    #: verifies the provider's signed receipt and inbound callbacks (Standard Webhooks); unset: callbacks refused
+    webhook_secret: SecretStr | None = None
 
 
 class Settings(BaseSettings):
