@@ -1,19 +1,22 @@
 """``sendq dev``: everything in one process for a first try.
 
 Without ``SENDQ_REDIS_URL`` it embeds fakeredis's Redis-compatible TCP server (in memory, not durable: for
-trying sendq, never for production), runs a worker against it with the in-process mock provider, and prints
-how to send a message to it from another terminal.
+trying sendq, never for production), runs a worker against it with the mock provider (a loopback HTTP server
+that sends signed delivery and read receipts back to the API) unless a provider is configured, serves the API,
+and prints how to send a message to it from another terminal.
 """
 
+import secrets
 import socket
 import threading
 from typing import Any
 
 import arq.worker
+from pydantic import SecretStr
 
-from providers.mock import MockProvider
+from providers.mock_server import MockProviderServer, MockServerConfig
 from sendq.errors import ConfigurationError
-from sendq.settings import Settings
+from sendq.settings import HttpProviderSettings, Settings
 from worker.app import run_worker
 
 
@@ -67,11 +70,28 @@ def run_dev(
         setattr(arq.worker, "log_redis_info", _no_redis_info)  # noqa: B010 (arq does not export it)
     url = settings.redis_url
     api_port = settings.api_port if api_port is None else api_port
-    serve_api_in_thread(settings, settings.api_host, api_port)
     api = f"http://{settings.api_host}:{api_port}"
+    # With no provider configured, the mock provider runs as a real HTTP server that calls the API back with
+    # signed receipts, so a first try shows the whole life of a message: sent, then delivered (and read).
+    simulated = settings.provider == "mock" and not settings.routes
+    if simulated:
+        secret = secrets.token_urlsafe(24)
+        mock = MockProviderServer(
+            MockServerConfig(latency_ms=latency_ms, webhook_secret=secret, deliver_after_ms=1000, read_after_ms=3000)
+        )
+        mock.start()
+        settings = settings.model_copy(
+            update={
+                "provider": "http",
+                "http": HttpProviderSettings(url=mock.url, webhook_secret=SecretStr(secret)),
+                "public_url": api,
+            }
+        )
+    serve_api_in_thread(settings, settings.api_host, api_port)
     where = "embedded, in memory: for trying sendq, not durable" if embedded else "from SENDQ_REDIS_URL"
+    providers = "the mock provider (receipts after 1 s, read after 3 s)" if simulated else "the configured providers"
     print(
-        f"sendq dev: Redis at {url} ({where}); worker running with the mock provider.\n"
+        f"sendq dev: Redis at {url} ({where}); worker running with {providers}.\n"
         "In another terminal:\n"
         f"  export SENDQ_REDIS_URL={url}\n"
         '  sendq send --subaccount demo --channel sms --to +14155552671 --body "Hello from sendq"\n'
@@ -85,4 +105,4 @@ def run_dev(
         "Ctrl-C stops.",
         flush=True,
     )
-    run_worker(settings, provider=MockProvider(latency_s=latency_ms / 1000))
+    run_worker(settings)
