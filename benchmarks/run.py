@@ -599,10 +599,10 @@ def figure_rows(r: Results) -> list[tuple[str, str]]:
 
 
 def receipt_rows(r: Results) -> list[tuple[str, str]]:
-    n, per_request = int(r.receipts["receipts"]), receipts_bench.INFOBIP_BATCH
+    n, per_request, flight = int(r.receipts["receipts"]), receipts_bench.INFOBIP_BATCH, receipts_bench.CONCURRENCY
     return [
         (
-            f"receipts applied/s, `POST /v1/receipts/twilio` (form, signature checked, 1 per request, {n:,})",
+            f"receipts applied/s, `POST /v1/receipts/twilio` (form, signed, 1 per request, {flight} in flight, {n:,})",
             f"{r.receipts['twilio_receipts_per_s']:,.0f}",
         ),
         (
@@ -758,8 +758,9 @@ def how_measured(r: Results) -> list[str]:
         (
             "**Receipts**: `benchmarks/receipts.py` moves N messages per provider to `sent` through the store's"
             " transitions, then posts one `delivered` receipt for each through the app (ASGI transport, no"
-            " sockets) in Twilio's shape (form-encoded, one per request, `X-Twilio-Signature` computed by the"
-            " client and checked by the app) and Infobip's (JSON, 100 reports per request, basic auth); the"
+            " sockets) in Twilio's shape (form-encoded, one per request, 32 requests in flight, `X-Twilio-Signature`"
+            " computed by the client and checked by the app) and Infobip's (JSON, 100 reports per request, one"
+            " request at a time, basic auth); the"
             " rate is N / wall time, and every receipt must come back applied."
         ),
         (
