@@ -45,6 +45,10 @@ async def request(client: httpx.AsyncClient, provider: str, method: str, url: st
         raise RetryableProviderError(
             f"transport error: {exc!r}", provider=provider, code="transport", ambiguous=True
         ) from exc
+    except httpx.RequestError as exc:  # decoding, redirects: the request went out, the answer is unusable
+        raise RetryableProviderError(
+            f"unusable answer: {exc!r}", provider=provider, code="bad_response", ambiguous=True
+        ) from exc
 
 
 def status_error(response: httpx.Response, provider: str, code: str | None, text: str) -> ProviderError:

@@ -8,6 +8,7 @@
 - retention: final messages past retention are deleted with their index entries.
 """
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -30,6 +31,10 @@ log = structlog.get_logger("sendq.sweep")
 SWEEP_LIMIT = 1000
 #: overdue messages the re-drive sweep checks per sweep
 REDRIVE_SCAN_LIMIT = 20_000
+#: seconds of provider lookups per sweep (each may take a provider timeout); the rest wait for the next sweep
+RECONCILE_BUDGET_S = 20.0
+#: a message whose provider could not be asked is asked again after this long
+RECONCILE_RETRY_S = 60.0
 
 
 #: What asking the provider about a message found in ``sending`` gave: ``sent`` (it had the message; now recorded),
@@ -73,6 +78,7 @@ async def recover_leases(
     next sweep (until its validity ends: then ``error``/``unknown_outcome``).
     """
     report = SweepReport()
+    started = time.monotonic()
     ids = await store.lease_expired(now, SWEEP_LIMIT)
     for message in await store.get_many(ids):
         if message.status is MessageStatus.PROCESSING:
@@ -91,11 +97,20 @@ async def recover_leases(
             )
             report.released += int(result.ok)
         elif message.status is MessageStatus.SENDING:
-            outcome = await reconcile(message, now) if reconcile is not None else None
+            outcome: ReconcileOutcome | None = None
+            if reconcile is not None:
+                if time.monotonic() - started > RECONCILE_BUDGET_S:
+                    # Provider lookups are slow when a provider is: leave the rest to the next sweeps, so that
+                    # re-drive, receipt time-outs and retention still run now.
+                    report.skipped.append(message.id)
+                    continue
+                outcome = await reconcile(message, now)
             if outcome == "sent":
                 report.reconciled += 1
                 continue
             if outcome == "unknown" and now <= message.valid_until:
+                # Ask again later; meanwhile newer lost leases come first in the lease index.
+                await store.extend_lease(message.id, now + timedelta(seconds=RECONCILE_RETRY_S))
                 report.skipped.append(message.id)
                 continue
             decision = resolve_interrupted_send(message, settings.max_attempts)

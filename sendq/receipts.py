@@ -20,7 +20,7 @@ import structlog
 from redis.asyncio import Redis
 
 from sendq import keys
-from sendq.replies import text
+from sendq.replies import aw, text
 from sendq.reports import RECEIPT_STATUSES, Receipt
 from sendq.status import MessageStatus, sources_of
 from sendq.store import MessageStore, Transition
@@ -130,13 +130,14 @@ class ReceiptBook:
     async def apply_parked(self, provider: str, provider_message_id: str, now: datetime) -> ReceiptReport:
         """Apply the receipts that arrived before the send was recorded (the worker calls this right after)."""
         key = keys.early_receipts(provider, provider_message_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.lrange(key, 0, -1)
-            pipe.delete(key)
-            raw, _ = await pipe.execute()
+        raw = await aw(self.redis.lrange(key, 0, -1))
         if not raw:
             return ReceiptReport()
-        return await self.apply(provider, [_from_json(text(r)) for r in raw], now)
+        # Applied first, deleted after: an error on the way leaves them for another try (applying twice is
+        # harmless). None can be added meanwhile: the link exists now, so new receipts find the message.
+        report = await self.apply(provider, [_from_json(text(r)) for r in raw], now)
+        await self.redis.delete(key)
+        return report
 
     async def _apply_known(self, provider: str, items: list[tuple[str, Receipt]], now: datetime) -> ReceiptReport:
         report = ReceiptReport()
@@ -161,19 +162,21 @@ class ReceiptBook:
 
 
 def _transition_args(provider: str, message_id: str, receipt: Receipt, now: datetime) -> dict[str, Any]:
-    # The provider's time when it gives one, but never in the future of this clock (skew would reorder history).
-    at = min(receipt.at, now) if receipt.at else now
+    # The change is stamped with this clock, so a history is always in order and retention counts from when
+    # sendq learned it; the provider's own time (its clock may be skewed, or zone-less) goes in the detail.
     failed = receipt.status is MessageStatus.FAILED
-    detail = None
+    notes = []
     if failed:
-        detail = f"{provider} reported failure" + (f" code {receipt.code}" if receipt.code else "")
+        notes.append(f"{provider} reported failure" + (f" code {receipt.code}" if receipt.code else ""))
+    if receipt.at is not None:
+        notes.append(f"{provider} time {receipt.at.isoformat()}")
     args: dict[str, Any] = {
         "message_id": message_id,
         "from_": sources_of(receipt.status),
         "to": receipt.status,
-        "now": at,
+        "now": now,
         "reason": (receipt.reason or "delivery_failed") if failed else None,
-        "detail": detail,
+        "detail": "; ".join(notes) or None,
         "return_record": receipt.suppress,
     }
     if failed:

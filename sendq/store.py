@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from sendq import keys, lua
 from sendq.message import HistoryEntry, Message, fields_to_redis, from_ms, to_ms
@@ -249,21 +250,29 @@ class MessageStore:
         call_keys, args = self._transition_call(
             message_ids[0], from_=sources, to=to, now=now, reason=reason, detail=detail
         )
-        await self._load_scripts()
         shared_keys, shared_args, sha = call_keys[2:], args[1:], self._transition.sha
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for message_id in message_ids:
-                # EVALSHA directly: the script is loaded above, and Script.__call__ costs more than the call
-                pipe.evalsha(
-                    sha,
-                    len(call_keys),
-                    keys.message(message_id),
-                    keys.history(message_id),
-                    *shared_keys,
-                    message_id,
-                    *shared_args,
-                )
-            replies = await pipe.execute()
+        for tries_left in (1, 0):
+            await self._load_scripts()
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for message_id in message_ids:
+                        # EVALSHA directly: the script is loaded above, and Script.__call__ costs more than the call
+                        pipe.evalsha(
+                            sha,
+                            len(call_keys),
+                            keys.message(message_id),
+                            keys.history(message_id),
+                            *shared_keys,
+                            message_id,
+                            *shared_args,
+                        )
+                    replies = await pipe.execute()
+                break
+            except NoScriptError:
+                # Redis restarted or failed over (the script cache is not replicated): nothing ran; load, retry.
+                self._loaded = False
+                if not tries_left:
+                    raise
         return [self._outcome(r) for r in replies]
 
     async def transitions(self, calls: Sequence[Mapping[str, Any]]) -> list[Transition]:
@@ -382,6 +391,10 @@ class MessageStore:
         """The id of the message a provider knows as ``provider_message_id``, or None."""
         found = await self.redis.get(keys.provider_message(provider, provider_message_id))
         return None if found is None else _str(found)
+
+    async def extend_lease(self, message_id: str, until: datetime) -> None:
+        """Move a leased message's lease deadline (only if it is still leased: ``XX``)."""
+        await self.redis.zadd(keys.INFLIGHT, {message_id: to_ms(until)}, xx=True)
 
     async def lease_expired(self, now: datetime, limit: int) -> list[str]:
         """Ids of processing or sending messages whose worker lease ran out by ``now``."""

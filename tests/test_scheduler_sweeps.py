@@ -28,7 +28,7 @@ async def _claim(store: MessageStore, message_id: str, to: S, *, idempotent: boo
             now=now,
             lease_until=now,
             count_attempt=True,
-            fields={"idempotency_key": f"{message_id}:1", "provider": "x", "provider_idempotent": idempotent},
+            fields={"idempotency_key": f"{message_id}:1", "provider": "mock", "provider_idempotent": idempotent},
         )
 
 

@@ -2,7 +2,11 @@
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from arq.connections import ArqRedis
+
 from sendq import keys
+from sendq.channel import Channel
 from sendq.message import HistoryEntry, Message, utcnow
 from sendq.status import MessageStatus as S
 from sendq.store import MessageStore
@@ -174,3 +178,25 @@ async def test_transition_can_return_the_record(store: MessageStore) -> None:
         "m1", from_={S.PROGRAMMED}, to=S.PROCESSING, now=NOW, lease_until=NOW, return_record=True
     )
     assert not refused.ok and refused.record is None
+
+
+@pytest.mark.redis
+async def test_bulk_transitions_survive_a_flushed_script_cache(real_arq: ArqRedis) -> None:
+    """After a Redis restart or failover the script cache is empty: a bulk cancel loads the script again."""
+    store = MessageStore(real_arq, retention=timedelta(days=1))
+    message = Message(
+        id="m-flush",
+        subaccount="acme",
+        channel=Channel.SMS,
+        to="+14155552671",
+        body="x",
+        created_at=utcnow(),
+        valid_until=utcnow() + timedelta(days=1),
+        status=S.PROGRAMMED,
+        status_at=utcnow(),
+        due_at=utcnow(),
+    )
+    await store.create(message)
+    await real_arq.script_flush()
+    (outcome,) = await store.transition_many(["m-flush"], from_={S.PROGRAMMED}, to=S.CANCELLED, now=utcnow())
+    assert outcome.ok and outcome.status is S.CANCELLED

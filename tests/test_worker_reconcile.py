@@ -164,3 +164,48 @@ async def test_provider_that_cannot_be_asked_about_this_message_falls_back(
     await _sweep_once(fake_arq, settings, LookupMock(answers=[unsupported]))
     got = await scheduler.get(msg.id)
     assert got.status is S.ERROR and got.reason == "unknown_outcome"
+
+
+async def test_found_without_an_id_is_never_resent(
+    scheduler: Scheduler, store: MessageStore, fake_arq: ArqRedis, settings: Settings, run_worker: RunWorker
+) -> None:
+    """The provider has the message but did not say under which id: recorded sent anyway, never sent again."""
+    msg = (await scheduler.program(new_message())).message
+    await _left_in_sending(store, msg.id, "mock")
+    provider = LookupMock(answers=[Lookup(found=True, provider_message_id=None, status=S.SENT)])
+    report = await _sweep_once(fake_arq, settings, provider)
+    assert "reconciled=1" in report
+    await run_worker(provider)
+    got = await scheduler.get(msg.id)
+    assert got.status is S.SENT and provider.sent == []
+
+
+async def test_unreachable_provider_is_asked_again_later(
+    scheduler: Scheduler, store: MessageStore, fake_arq: ArqRedis, settings: Settings
+) -> None:
+    """While the provider cannot be asked, the message's lease moves a minute on, so newer lost leases come
+    first and one provider outage does not hold the sweep."""
+    msg = (await scheduler.program(new_message())).message
+    await _left_in_sending(store, msg.id, "mock")
+    down = RetryableProviderError("status API down", provider="mock", status_code=503)
+    await _sweep_once(fake_arq, settings, LookupMock(answers=[down]))
+    assert await store.lease_expired(utcnow(), 10) == []
+    assert await store.lease_expired(utcnow() + timedelta(seconds=61), 10) == [msg.id]
+
+
+async def test_retry_after_unknown_outcome_stays_with_its_provider(scheduler: Scheduler, run_worker: RunWorker) -> None:
+    """The unsettled attempt went to a provider the routes no longer name: no other provider gets the message
+    (it could not dedupe it); it ends as unknown_outcome."""
+    msg = (await scheduler.program(new_message())).message
+    await scheduler.store.transition(
+        msg.id,
+        from_={S.PROGRAMMED},
+        to=S.PROGRAMMED,
+        now=utcnow(),
+        due_at=utcnow(),
+        fields={"provider": "twilio", "reuse_key": True, "idempotency_key": f"{msg.id}:1"},
+    )
+    provider = MockProvider()
+    await run_worker(provider)
+    got = await scheduler.get(msg.id)
+    assert got.status is S.ERROR and got.reason == "unknown_outcome" and provider.sent == []

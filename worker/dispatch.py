@@ -117,6 +117,21 @@ async def _process(svc: Services, message: Message, version: int) -> str:
     if not verdict.allowed:
         return await _refused(svc, message, version, verdict)
     provider = svc.providers.for_message(message.subaccount, message.channel)
+    if message.reuse_key and message.provider and message.provider != provider.name:
+        # The unsettled attempt went to another provider (the routes changed since): only that one can say
+        # whether it was sent, or dedupe a resend.
+        if message.provider not in svc.providers.names():
+            await store.transition(
+                message.id,
+                from_={_S.PROCESSING},
+                to=_S.ERROR,
+                now=now,
+                reason="unknown_outcome",
+                detail=f"the unsettled attempt went to {message.provider}, which is no longer configured",
+                expected_version=version,
+            )
+            return "unknown_outcome"
+        provider = svc.providers.get(message.provider)
     attempt = message.attempts + 1
     key = message.idempotency_key if (message.reuse_key and message.idempotency_key) else f"{message.id}:{attempt}"
     sending = await store.transition(
@@ -141,10 +156,10 @@ async def _process(svc: Services, message: Message, version: int) -> str:
         if message.reuse_key and isinstance(provider, StatusLookup):
             # The last attempt's outcome is unknown and this provider can be asked: ask before sending again.
             found = await provider.lookup(message)
-            if found.found and found.provider_message_id:
-                return await record_sent(
-                    svc, provider, message, version, SendResult(found.provider_message_id), ctx.rules, found
-                )
+            if found.found:
+                # The provider has it: never send again, even when it did not say under which id.
+                result = SendResult(found.provider_message_id or message.id)
+                return await record_sent(svc, provider, message, version, result, ctx.rules, found)
         result = await provider.send(message, idempotency_key=key)
     except ProviderError as exc:
         return await _failed(svc, provider, message, version, sending.attempts, exc)

@@ -34,14 +34,17 @@ def reconciler(svc: Services) -> Reconcile:
                 return None
             log.warning("reconcile.unreachable", message_id=message.id, provider=provider.name, error=str(exc))
             return "unknown"
-        if not found.found or not found.provider_message_id:
+        except Exception:  # a bug in an adapter must not stop the other sweeps
+            log.exception("reconcile.crashed", message_id=message.id, provider=provider.name)
+            return "unknown"
+        if not found.found:
             log.info("reconcile.absent", message_id=message.id, provider=provider.name)
             return "absent"
         rules = await svc.subaccounts.rules(message.subaccount)
         sender = svc.providers.get(provider.name)
-        await record_sent(
-            svc, sender, message, message.job_version, SendResult(found.provider_message_id), rules, found
-        )
+        # Found means never send again, even without the provider's id for it (receipts then cannot match).
+        result = SendResult(found.provider_message_id or message.id)
+        await record_sent(svc, sender, message, message.job_version, result, rules, found)
         log.info("reconcile.sent", message_id=message.id, provider=provider.name, status=found.status)
         return "sent"
 

@@ -8,12 +8,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
+from scheduler.intake import Scheduler
 from sendq.api.auth import Key, subaccount_of
 from sendq.api.problems import ApiProblem, responses
 from sendq.channel import Channel
+from sendq.errors import InvalidInput, MessageNotFound
 from sendq.message import Message
 from sendq.status import MessageStatus
-from sendq.store import MessageStore
 
 router = APIRouter(prefix="/v1/messages", tags=["messages"])
 
@@ -77,18 +78,21 @@ async def message_statuses(
         raise ApiProblem(
             422, "Invalid input", "message_ids: give message_ids or reference_ids (one of them)", field="message_ids"
         )
-    store: MessageStore = request.app.state.scheduler.store
+    scheduler: Scheduler = request.app.state.scheduler
     found: list[Message] = []
     if message_ids is not None:
         for message_id in _split("message_ids", message_ids):
-            message = await store.get(message_id)
-            if message is not None and key.can_access(message.subaccount):
+            try:
+                message = await scheduler.get(message_id)  # checks the id's form before it reaches a key name
+            except (InvalidInput, MessageNotFound):
+                continue
+            if key.can_access(message.subaccount):
                 found.append(message)
     else:
         assert reference_ids is not None
         sub = subaccount_of(key, subaccount)
         for reference in _split("reference_ids", reference_ids):
-            message = await store.find_by_reference(sub, reference)
-            if message is not None:
-                found.append(message)
+            by_reference = await scheduler.store.find_by_reference(sub, reference)
+            if by_reference is not None:
+                found.append(by_reference)
     return [MessageStatusOut.of(m) for m in found]
