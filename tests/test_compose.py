@@ -20,7 +20,7 @@ def compose() -> dict[str, Any]:
 def test_services_present() -> None:
     """Redis, the worker and the mock provider are there; the worker waits for a healthy Redis."""
     services = compose()["services"]
-    assert {"redis", "worker", "mock-provider"} <= set(services)
+    assert {"redis", "worker", "mock-provider", "api"} <= set(services)
     assert services["worker"]["depends_on"]["redis"]["condition"] == "service_healthy"
 
 
@@ -35,7 +35,7 @@ def test_commands_parse() -> None:
     """Every sendq command in the file is accepted by the real CLI parser."""
     parser = build_parser()
     services = compose()["services"]
-    commands = [services[name]["command"] for name in ("worker", "mock-provider")]
+    commands = [services[name]["command"] for name in ("worker", "mock-provider", "api")]
     commands.append(services["worker"]["healthcheck"]["test"][1:])
     for cmd in commands:
         assert cmd[0] == "sendq"
@@ -54,7 +54,11 @@ def test_environment_variables_are_settings() -> None:
         top = name.removeprefix("SENDQ_").split("__")[0].lower()
         assert top in fields, name
     settings = Settings(_env_file=None, **_as_kwargs(sendq_vars))
-    assert settings.provider == "http" and settings.http.url
+    assert settings.provider == "http" and settings.http.url and settings.public_url
+    # the mock provider signs receipts with the secret the API verifies them with
+    provider_cmd = compose()["services"]["mock-provider"]["command"]
+    secret = settings.http.webhook_secret
+    assert secret is not None and provider_cmd[provider_cmd.index("--webhook-secret") + 1] == secret.get_secret_value()
 
 
 def _as_kwargs(env: dict[str, str]) -> dict[str, Any]:
