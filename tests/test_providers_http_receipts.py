@@ -44,6 +44,7 @@ from sendq.reports import Inbound, Receipt
 from sendq.settings import HttpProviderSettings, Settings
 from sendq.status import MessageStatus
 from tests.contract_server import ContractServer, Recorded, Reply
+from tests.test_providers_mock_server import StartServer, start_mock_server
 
 SECRET = "test-secret-with-enough-bytes-0123456789"
 PUBLIC = "https://sendq.example.com"
@@ -417,26 +418,18 @@ class Receiver:
         return found
 
 
-StartServer = Callable[..., MockProviderServer]
-
-
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator[StartServer]:
-    servers: list[MockProviderServer] = []
+    """The mock server fixture of its own tests, with receipts on and short delays."""
+    with start_mock_server(tmp_path) as base:
 
-    def start(**overrides: Any) -> MockProviderServer:
-        overrides.setdefault("log_path", str(tmp_path / f"provider-{len(servers)}.jsonl"))
-        overrides.setdefault("webhook_secret", SECRET)
-        overrides.setdefault("deliver_after_ms", 20)
-        overrides.setdefault("read_after_ms", 60)
-        server = MockProviderServer(MockServerConfig(**overrides))
-        servers.append(server)
-        server.start()
-        return server
+        def start(**overrides: Any) -> MockProviderServer:
+            overrides.setdefault("webhook_secret", SECRET)
+            overrides.setdefault("deliver_after_ms", 20)
+            overrides.setdefault("read_after_ms", 60)
+            return base(**overrides)
 
-    yield start
-    for server in servers:
-        server.stop()
+        yield start
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import ssl
 import sys
@@ -76,8 +77,9 @@ def base_url(server: MockProviderServer) -> str:
     return server.url.removesuffix("/v1/messages")
 
 
-@pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[StartServer]:
+@contextlib.contextmanager
+def start_mock_server(tmp_path: Path) -> Iterator[StartServer]:
+    """``start(**config)`` starts a mock provider (logging under ``tmp_path``); all are stopped on exit."""
     servers: list[MockProviderServer] = []
 
     def start(**overrides: Any) -> MockProviderServer:
@@ -87,9 +89,17 @@ def start_server(tmp_path: Path) -> Iterator[StartServer]:
         server.start()
         return server
 
-    yield start
-    for server in servers:
-        server.stop()
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[StartServer]:
+    with start_mock_server(tmp_path) as start:
+        yield start
 
 
 @pytest.fixture
