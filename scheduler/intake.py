@@ -1,6 +1,5 @@
 """Programming, cancelling and rescheduling messages: the scheduler's front door."""
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,7 +14,7 @@ from scheduler.enqueue import discard_dispatch, enqueue_dispatch, enqueue_many
 from scheduler.requeue import reprogram
 from sendq.channel import Channel
 from sendq.errors import InvalidInput, MessageNotFound
-from sendq.message import HistoryEntry, Message, NewMessage, new_message_id, to_ms, utcnow
+from sendq.message import HistoryEntry, Message, NewMessage, is_message_id, new_message_id, to_ms, utcnow
 from sendq.policy import Policy, Verdict
 from sendq.segments import count_segments
 from sendq.settings import Settings
@@ -48,11 +47,10 @@ class CancelOutcome:
 
 
 #: the shape of the ids sendq makes (``new_message_id``); anything else cannot name a message
-_ID = re.compile(r"[0-9a-z]{26}")
 
 
 def _check_id(message_id: str) -> None:
-    if not _ID.fullmatch(message_id):
+    if not is_message_id(message_id):
         raise MessageNotFound(message_id)
 
 

@@ -1,6 +1,7 @@
 """The message: what an application hands in (``NewMessage``) and the stored record (``Message``)."""
 
 import json
+import re
 import secrets
 import time
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,14 @@ from sendq.recipients import canonical_recipient
 from sendq.status import MessageStatus
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+
+
+_MESSAGE_ID = re.compile(r"[0-9a-z]{26}")
+
+
+def is_message_id(value: str) -> bool:
+    """Whether ``value`` has the form of a message id (checked before it goes into a key name)."""
+    return _MESSAGE_ID.fullmatch(value) is not None
 
 
 def new_message_id(now_ms: int | None = None) -> str:

@@ -154,14 +154,25 @@ class MessageStore:
             return None
         return self._load(_decode(raw), history)
 
-    async def get_many(self, message_ids: Iterable[str]) -> list[Message]:
-        """The messages that exist, in the order asked (no history), with one round trip."""
+    async def get_many(self, message_ids: Iterable[str], *, history: bool = False) -> list[Message]:
+        """The messages that exist, in the order asked (with their history if asked), with one round trip."""
         ids = list(message_ids)
         async with self.redis.pipeline(transaction=False) as pipe:
             for message_id in ids:
                 pipe.hgetall(keys.message(message_id))
-            raws = await pipe.execute()
-        return [self._load(_decode(raw), []) for raw in raws if raw]
+                if history:
+                    pipe.lrange(keys.history(message_id), 0, -1)
+            replies = await pipe.execute()
+        pairs = zip(replies[::2], replies[1::2], strict=True) if history else ((raw, []) for raw in replies)
+        return [self._load(_decode(raw), entries) for raw, entries in pairs if raw]
+
+    async def ids_by_reference(self, subaccount: str, reference_ids: Sequence[str]) -> list[str]:
+        """The ids of the subaccount's messages with these client references (unknown ones left out), in order."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for reference_id in reference_ids:
+                pipe.get(keys.reference(subaccount, reference_id))
+            found = await pipe.execute()
+        return [_str(i) for i in found if i is not None]
 
     async def find_by_reference(self, subaccount: str, reference_id: str) -> Message | None:
         """The subaccount's message with this client reference, or None."""
@@ -250,22 +261,27 @@ class MessageStore:
         call_keys, args = self._transition_call(
             message_ids[0], from_=sources, to=to, now=now, reason=reason, detail=detail
         )
-        shared_keys, shared_args, sha = call_keys[2:], args[1:], self._transition.sha
+        shared_keys, shared_args = call_keys[2:], args[1:]
+        return await self._run_transitions(
+            ([keys.message(i), keys.history(i), *shared_keys], [i, *shared_args]) for i in message_ids
+        )
+
+    async def transitions(self, calls: Sequence[Mapping[str, Any]]) -> list[Transition]:
+        """Several ``transition`` calls (each a mapping of its keyword arguments plus ``message_id``) in one
+        pipelined round trip; each stays atomic, and the outcomes come back in order."""
+        return await self._run_transitions(self._transition_call(**call) for call in calls)
+
+    async def _run_transitions(self, calls: Iterable[tuple[list[str], list[str]]]) -> list[Transition]:
+        """TRANSITION for each (keys, args), pipelined, with EVALSHA directly (``Script.__call__`` costs more
+        than the call itself on a bulk path)."""
+        built = list(calls)
+        sha = self._transition.sha
         for tries_left in (1, 0):
             await self._load_scripts()
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
-                    for message_id in message_ids:
-                        # EVALSHA directly: the script is loaded above, and Script.__call__ costs more than the call
-                        pipe.evalsha(
-                            sha,
-                            len(call_keys),
-                            keys.message(message_id),
-                            keys.history(message_id),
-                            *shared_keys,
-                            message_id,
-                            *shared_args,
-                        )
+                    for call_keys, args in built:
+                        pipe.evalsha(sha, len(call_keys), *call_keys, *args)
                     replies = await pipe.execute()
                 break
             except NoScriptError:
@@ -273,17 +289,6 @@ class MessageStore:
                 self._loaded = False
                 if not tries_left:
                     raise
-        return [self._outcome(r) for r in replies]
-
-    async def transitions(self, calls: Sequence[Mapping[str, Any]]) -> list[Transition]:
-        """Several ``transition`` calls (each a mapping of its keyword arguments plus ``message_id``) in one
-        pipelined round trip; each stays atomic, and the outcomes come back in order."""
-        await self._load_scripts()
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for call in calls:
-                call_keys, args = self._transition_call(**call)
-                await self._transition(keys=call_keys, args=args, client=pipe)
-            replies = await pipe.execute()
         return [self._outcome(r) for r in replies]
 
     def _transition_call(

@@ -4,7 +4,9 @@ from datetime import datetime
 from typing import Any
 
 from sendq.channel import Channel
-from sendq.message import NewMessage
+from sendq.message import NewMessage, utcnow
+from sendq.status import MessageStatus as S
+from sendq.store import MessageStore
 
 
 def new_message(**overrides: Any) -> NewMessage:
@@ -19,3 +21,19 @@ def statuses(history: list[Any]) -> list[str]:
 
 def at(iso: str) -> datetime:
     return datetime.fromisoformat(iso)
+
+
+async def leave_claimed(store: MessageStore, message_id: str, to: S, *, idempotent: bool = True) -> None:
+    """Leave the message as a worker killed mid-job would: claimed (and maybe sending), lease running."""
+    now = utcnow()
+    await store.transition(message_id, from_={S.PROGRAMMED}, to=S.PROCESSING, now=now, lease_until=now)
+    if to is S.SENDING:
+        await store.transition(
+            message_id,
+            from_={S.PROCESSING},
+            to=S.SENDING,
+            now=now,
+            lease_until=now,
+            count_attempt=True,
+            fields={"idempotency_key": f"{message_id}:1", "provider": "mock", "provider_idempotent": idempotent},
+        )

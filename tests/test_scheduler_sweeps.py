@@ -13,23 +13,7 @@ from sendq.settings import Settings
 from sendq.status import MessageStatus as S
 from sendq.store import MessageStore
 from tests.conftest import RunWorker
-from tests.helpers import new_message, statuses
-
-
-async def _claim(store: MessageStore, message_id: str, to: S, *, idempotent: bool = True) -> None:
-    """Leave the message as a worker killed mid-job would: claimed (and maybe sending), lease running."""
-    now = utcnow()
-    await store.transition(message_id, from_={S.PROGRAMMED}, to=S.PROCESSING, now=now, lease_until=now)
-    if to is S.SENDING:
-        await store.transition(
-            message_id,
-            from_={S.PROCESSING},
-            to=S.SENDING,
-            now=now,
-            lease_until=now,
-            count_attempt=True,
-            fields={"idempotency_key": f"{message_id}:1", "provider": "mock", "provider_idempotent": idempotent},
-        )
+from tests.helpers import leave_claimed, new_message, statuses
 
 
 async def test_dead_worker_in_processing_is_released(
@@ -37,7 +21,7 @@ async def test_dead_worker_in_processing_is_released(
 ) -> None:
     """processing past its lease goes back to programmed and is sent by a new job."""
     msg = (await scheduler.program(new_message())).message
-    await _claim(store, msg.id, S.PROCESSING)
+    await leave_claimed(store, msg.id, S.PROCESSING)
     report = await run_sweeps(store, fake_arq, settings, utcnow() + timedelta(seconds=1))
     assert report.released == 1
     provider = MockProvider()
@@ -64,7 +48,7 @@ async def test_dead_worker_in_sending_resends_with_same_key(
 ) -> None:
     """sending past its lease, idempotent provider: resent with the same key, so at most one real send."""
     msg = (await scheduler.program(new_message())).message
-    await _claim(store, msg.id, S.SENDING, idempotent=True)
+    await leave_claimed(store, msg.id, S.SENDING, idempotent=True)
     provider = MockProvider()
     # The killed worker's request had reached the provider.
     await provider.send(msg, idempotency_key=f"{msg.id}:1")
@@ -82,7 +66,7 @@ async def test_dead_worker_in_sending_without_idempotency_is_unknown_outcome(
 ) -> None:
     """sending past its lease, provider without idempotency keys: error unknown_outcome, never a resend."""
     msg = (await scheduler.program(new_message())).message
-    await _claim(store, msg.id, S.SENDING, idempotent=False)
+    await leave_claimed(store, msg.id, S.SENDING, idempotent=False)
     report = await run_sweeps(store, fake_arq, settings, utcnow() + timedelta(seconds=1))
     assert report.unknown_outcome == 1
     got = await scheduler.get(msg.id)
@@ -121,7 +105,7 @@ async def test_sweep_is_idempotent(
 ) -> None:
     """Two sweeps over the same dead claim release it once."""
     msg = (await scheduler.program(new_message())).message
-    await _claim(store, msg.id, S.PROCESSING)
+    await leave_claimed(store, msg.id, S.PROCESSING)
     later = utcnow() + timedelta(seconds=1)
     first = await run_sweeps(store, fake_arq, settings, later)
     second = await run_sweeps(store, fake_arq, settings, later)

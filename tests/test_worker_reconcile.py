@@ -19,7 +19,7 @@ from sendq.status import MessageStatus as S
 from sendq.store import MessageStore
 from sendq.subaccounts import SubaccountStore
 from tests.conftest import RunWorker
-from tests.helpers import new_message, statuses
+from tests.helpers import leave_claimed, new_message, statuses
 from worker.app import sweep, worker_settings
 
 
@@ -44,21 +44,6 @@ def test_lookup_mock_is_a_status_lookup() -> None:
     assert isinstance(LookupMock(), StatusLookup) and not isinstance(MockProvider(), StatusLookup)
 
 
-async def _left_in_sending(store: MessageStore, message_id: str, provider: str) -> None:
-    """As a worker killed during the provider call leaves it: sending, lease already run out."""
-    now = utcnow() - timedelta(minutes=5)
-    await store.transition(message_id, from_={S.PROGRAMMED}, to=S.PROCESSING, now=now, lease_until=now)
-    await store.transition(
-        message_id,
-        from_={S.PROCESSING},
-        to=S.SENDING,
-        now=now,
-        lease_until=now,
-        count_attempt=True,
-        fields={"idempotency_key": f"{message_id}:1", "provider": provider, "provider_idempotent": False},
-    )
-
-
 async def _sweep_once(fake_arq: ArqRedis, settings: Settings, provider: MockProvider) -> str:
     opts = worker_settings(settings, provider=provider)
     ctx: dict[str, Any] = {"redis": fake_arq}
@@ -73,7 +58,7 @@ async def test_lost_send_found_at_the_provider_is_recorded_not_resent(
     scheduler: Scheduler, store: MessageStore, fake_arq: ArqRedis, settings: Settings, run_worker: RunWorker
 ) -> None:
     msg = (await scheduler.program(new_message())).message
-    await _left_in_sending(store, msg.id, "mock")
+    await leave_claimed(store, msg.id, S.SENDING, idempotent=False)
     provider = LookupMock(answers=[Lookup(found=True, provider_message_id="prov-9", status=S.DELIVERED)])
     report = await _sweep_once(fake_arq, settings, provider)
     assert "reconciled=1" in report and provider.asked == [msg.id]
@@ -90,7 +75,7 @@ async def test_lost_send_absent_at_the_provider_is_resent(
 ) -> None:
     """The provider has no record: resending is safe even without idempotency keys (it asks once more first)."""
     msg = (await scheduler.program(new_message())).message
-    await _left_in_sending(store, msg.id, "mock")
+    await leave_claimed(store, msg.id, S.SENDING, idempotent=False)
     provider = LookupMock(answers=[Lookup(found=False), Lookup(found=False)])
     report = await _sweep_once(fake_arq, settings, provider)
     assert "resent=1" in report
@@ -103,7 +88,7 @@ async def test_lost_send_with_provider_unreachable_waits(
     scheduler: Scheduler, store: MessageStore, fake_arq: ArqRedis, settings: Settings
 ) -> None:
     msg = (await scheduler.program(new_message())).message
-    await _left_in_sending(store, msg.id, "mock")
+    await leave_claimed(store, msg.id, S.SENDING, idempotent=False)
     down = RetryableProviderError("status API down", provider="mock", status_code=503)
     provider = LookupMock(answers=[down])
     await _sweep_once(fake_arq, settings, provider)
@@ -159,7 +144,7 @@ async def test_provider_that_cannot_be_asked_about_this_message_falls_back(
     """A permanent lookup error (no status query for this channel) is not 'try later': the usual rule applies
     (no idempotency key: error / unknown_outcome) instead of waiting until the validity ends."""
     msg = (await scheduler.program(new_message())).message
-    await _left_in_sending(store, msg.id, "mock")
+    await leave_claimed(store, msg.id, S.SENDING, idempotent=False)
     unsupported = PermanentProviderError("no status query for whatsapp", provider="mock", code="lookup_unsupported")
     await _sweep_once(fake_arq, settings, LookupMock(answers=[unsupported]))
     got = await scheduler.get(msg.id)
@@ -171,7 +156,7 @@ async def test_found_without_an_id_is_never_resent(
 ) -> None:
     """The provider has the message but did not say under which id: recorded sent anyway, never sent again."""
     msg = (await scheduler.program(new_message())).message
-    await _left_in_sending(store, msg.id, "mock")
+    await leave_claimed(store, msg.id, S.SENDING, idempotent=False)
     provider = LookupMock(answers=[Lookup(found=True, provider_message_id=None, status=S.SENT)])
     report = await _sweep_once(fake_arq, settings, provider)
     assert "reconciled=1" in report
@@ -186,7 +171,7 @@ async def test_unreachable_provider_is_asked_again_later(
     """While the provider cannot be asked, the message's lease moves a minute on, so newer lost leases come
     first and one provider outage does not hold the sweep."""
     msg = (await scheduler.program(new_message())).message
-    await _left_in_sending(store, msg.id, "mock")
+    await leave_claimed(store, msg.id, S.SENDING, idempotent=False)
     down = RetryableProviderError("status API down", provider="mock", status_code=503)
     await _sweep_once(fake_arq, settings, LookupMock(answers=[down]))
     assert await store.lease_expired(utcnow(), 10) == []

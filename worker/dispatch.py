@@ -1,6 +1,6 @@
 """The dispatch job: claim, re-check, send once per attempt, record the outcome."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -100,14 +100,9 @@ async def _process(svc: Services, message: Message, version: int) -> str:
         )
         return "not_due"
     if now > message.valid_until:
-        await store.transition(
-            message.id,
-            from_={_S.PROCESSING},
-            to=_S.ERROR,
-            now=now,
-            reason=give_up_reason("expired", maybe_sent=message.reuse_key),
-            detail=f"expired: validity ended at {message.valid_until.isoformat()}",
-            expected_version=version,
+        reason = give_up_reason("expired", maybe_sent=message.reuse_key)
+        await _give_up(
+            svc, message, version, now, reason, f"expired: validity ended at {message.valid_until.isoformat()}"
         )
         return "expired"
     # The rules again, as of now: a backlog or a retry may have pushed the message out of its window, and an
@@ -121,15 +116,8 @@ async def _process(svc: Services, message: Message, version: int) -> str:
         # The unsettled attempt went to another provider (the routes changed since): only that one can say
         # whether it was sent, or dedupe a resend.
         if message.provider not in svc.providers.names():
-            await store.transition(
-                message.id,
-                from_={_S.PROCESSING},
-                to=_S.ERROR,
-                now=now,
-                reason="unknown_outcome",
-                detail=f"the unsettled attempt went to {message.provider}, which is no longer configured",
-                expected_version=version,
-            )
+            gone = f"the unsettled attempt went to {message.provider}, which is no longer configured"
+            await _give_up(svc, message, version, now, "unknown_outcome", gone)
             return "unknown_outcome"
         provider = svc.providers.get(message.provider)
     attempt = message.attempts + 1
@@ -170,6 +158,21 @@ async def _process(svc: Services, message: Message, version: int) -> str:
     return await record_sent(svc, provider, message, version, result, ctx.rules)
 
 
+async def _give_up(
+    svc: Services, message: Message, version: int, now: datetime, reason: str | None, detail: str | None
+) -> None:
+    """A claimed message ends in ``error`` before any provider call of this attempt."""
+    await svc.store.transition(
+        message.id,
+        from_={_S.PROCESSING},
+        to=_S.ERROR,
+        now=now,
+        reason=reason,
+        detail=detail,
+        expected_version=version,
+    )
+
+
 async def _refused(svc: Services, message: Message, version: int, verdict: Verdict) -> str:
     now = svc.clock()
     if verdict.status is _S.BLOCKED_TIME:
@@ -183,15 +186,7 @@ async def _refused(svc: Services, message: Message, version: int, verdict: Verdi
             verdict=verdict,
         )
     else:
-        await svc.store.transition(
-            message.id,
-            from_={_S.PROCESSING},
-            to=_S.ERROR,
-            now=now,
-            reason=verdict.reason,
-            detail=verdict.detail,
-            expected_version=version,
-        )
+        await _give_up(svc, message, version, now, verdict.reason, verdict.detail)
     log.info("message.refused", status=verdict.status, reason=verdict.reason)
     return f"refused:{verdict.reason}"
 

@@ -8,13 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
-from scheduler.intake import Scheduler
 from sendq.api.auth import Key, subaccount_of
 from sendq.api.problems import ApiProblem, responses
 from sendq.channel import Channel
-from sendq.errors import InvalidInput, MessageNotFound
-from sendq.message import Message
+from sendq.message import Message, is_message_id
 from sendq.status import MessageStatus
+from sendq.store import MessageStore
 
 router = APIRouter(prefix="/v1/messages", tags=["messages"])
 
@@ -78,21 +77,12 @@ async def message_statuses(
         raise ApiProblem(
             422, "Invalid input", "message_ids: give message_ids or reference_ids (one of them)", field="message_ids"
         )
-    scheduler: Scheduler = request.app.state.scheduler
-    found: list[Message] = []
+    store: MessageStore = request.app.state.scheduler.store
     if message_ids is not None:
-        for message_id in _split("message_ids", message_ids):
-            try:
-                message = await scheduler.get(message_id)  # checks the id's form before it reaches a key name
-            except (InvalidInput, MessageNotFound):
-                continue
-            if key.can_access(message.subaccount):
-                found.append(message)
+        # ids that are no message id (e.g. a key name's suffix) never reach a key name
+        ids = [i for i in _split("message_ids", message_ids) if is_message_id(i)]
     else:
         assert reference_ids is not None
-        sub = subaccount_of(key, subaccount)
-        for reference in _split("reference_ids", reference_ids):
-            by_reference = await scheduler.store.find_by_reference(sub, reference)
-            if by_reference is not None:
-                found.append(by_reference)
+        ids = await store.ids_by_reference(subaccount_of(key, subaccount), _split("reference_ids", reference_ids))
+    found = [m for m in await store.get_many(ids, history=True) if key.can_access(m.subaccount)]
     return [MessageStatusOut.of(m) for m in found]
