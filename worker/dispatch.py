@@ -147,7 +147,7 @@ async def _process(svc: Services, message: Message, version: int) -> str:
             if found.found:
                 # The provider has it: never send again, even when it did not say under which id.
                 result = SendResult(found.provider_message_id or message.id)
-                return await record_sent(svc, provider, message, version, result, ctx.rules, found)
+                return await record_sent(svc, provider.name, message, version, result, ctx.rules, found)
         result = await provider.send(message, idempotency_key=key)
     except ProviderError as exc:
         return await _failed(svc, provider, message, version, sending.attempts, exc)
@@ -155,7 +155,7 @@ async def _process(svc: Services, message: Message, version: int) -> str:
         log.exception("provider.crashed", provider=provider.name)
         wrapped = RetryableProviderError(f"provider raised {exc!r}", provider=provider.name, ambiguous=True)
         return await _failed(svc, provider, message, version, sending.attempts, wrapped)
-    return await record_sent(svc, provider, message, version, result, ctx.rules)
+    return await record_sent(svc, provider.name, message, version, result, ctx.rules)
 
 
 async def _give_up(
@@ -193,7 +193,7 @@ async def _refused(svc: Services, message: Message, version: int, verdict: Verdi
 
 async def record_sent(
     svc: Services,
-    provider: Provider,
+    provider: str,
     message: Message,
     version: int,
     result: SendResult,
@@ -219,7 +219,7 @@ async def record_sent(
             "last_error": None,
         },
         receipt_deadline=now + timedelta(seconds=rules.receipt_timeout_s),
-        provider_ref=(provider.name, result.provider_message_id),
+        provider_ref=(provider, result.provider_message_id),
     )
     if not done.ok:
         # Our lease ran out and the sweep took the message back; the resend reuses this key, so the
@@ -228,9 +228,9 @@ async def record_sent(
         return "sent_late"
     log.info("message.sent", provider_message_id=result.provider_message_id, attempt=done.attempts)
     # Receipts that beat this record (fast providers call back before we get here), then what a lookup said.
-    await svc.receipts.apply_parked(provider.name, result.provider_message_id, now)
+    await svc.receipts.apply_parked(provider, result.provider_message_id, now)
     if reconciled is not None:
-        await svc.receipts.apply(provider.name, [lookup_receipt(result.provider_message_id, reconciled)], now)
+        await svc.receipts.apply(provider, [lookup_receipt(result.provider_message_id, reconciled)], now)
     return "sent"
 
 

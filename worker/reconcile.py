@@ -41,10 +41,9 @@ def reconciler(svc: Services) -> Reconcile:
             log.info("reconcile.absent", message_id=message.id, provider=provider.name)
             return "absent"
         rules = await svc.subaccounts.rules(message.subaccount)
-        sender = svc.providers.get(provider.name)
         # Found means never send again, even without the provider's id for it (receipts then cannot match).
         result = SendResult(found.provider_message_id or message.id)
-        await record_sent(svc, sender, message, message.job_version, result, rules, found)
+        await record_sent(svc, provider.name, message, message.job_version, result, rules, found)
         log.info("reconcile.sent", message_id=message.id, provider=provider.name, status=found.status)
         return "sent"
 
