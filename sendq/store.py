@@ -4,7 +4,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Required, TypedDict, Unpack
 
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
@@ -23,6 +23,39 @@ _JSON_FIELDS = frozenset({"variables"})
 #: fields a new record leaves at their default: not written (a stored message costs less memory; ``_load``
 #: fills them back in)
 _DEFAULT_PAIRS = frozenset({("variables", "{}"), ("reuse_key", "0"), ("provider_idempotent", "0")})
+
+
+class Change(TypedDict, total=False):
+    """The arguments of a status change (``MessageStore.transition``)."""
+
+    #: the statuses the message must be in; any other status refuses the change
+    from_: Required[Iterable[MessageStatus]]
+    #: the new status
+    to: Required[MessageStatus]
+    now: Required[datetime]
+    reason: str | None
+    detail: str | None
+    #: also require this job version (a stale arq job then does nothing)
+    expected_version: int | None
+    #: increment the job version (the caller enqueues the new versioned job)
+    bump_version: bool
+    #: increment ``attempts`` (a provider call starts)
+    count_attempt: bool
+    #: required when ``to`` waits on the clock (programmed, a deferred blocked_time); None with
+    #: ``to=BLOCKED_TIME`` holds the message for an operator (it leaves the due index)
+    due_at: datetime | None
+    #: required when ``to`` is leased (processing, sending)
+    lease_until: datetime | None
+    #: refuse unless the current lease ran out by then (for the recovery sweep)
+    lease_expired_by: datetime | None
+    #: other record fields to set with the change
+    fields: Mapping[str, Any] | None
+    #: also return the record after the change (saves a read round trip)
+    return_record: bool
+    #: with ``to=SENT``: when the timed-out sweep gives up waiting for a final receipt
+    receipt_deadline: datetime | None
+    #: with ``to=SENT``: (provider, provider message id); receipts find the message by it
+    provider_ref: tuple[str, str] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,65 +214,15 @@ class MessageStore:
             return None
         return await self.get(_str(found))
 
-    async def transition(
-        self,
-        message_id: str,
-        *,
-        from_: Iterable[MessageStatus],
-        to: MessageStatus,
-        now: datetime,
-        reason: str | None = None,
-        detail: str | None = None,
-        expected_version: int | None = None,
-        bump_version: bool = False,
-        count_attempt: bool = False,
-        due_at: datetime | None = None,
-        lease_until: datetime | None = None,
-        lease_expired_by: datetime | None = None,
-        fields: Mapping[str, Any] | None = None,
-        return_record: bool = False,
-        receipt_deadline: datetime | None = None,
-        provider_ref: tuple[str, str] | None = None,
-    ) -> Transition:
-        """Compare-and-set the status, with its history entry, index and event, atomically.
-
-        Args:
-            from_: the statuses the message must be in; any other status refuses the change.
-            to: the new status.
-            expected_version: also require this job version (a stale arq job then does nothing).
-            bump_version: increment the job version (the caller enqueues the new versioned job).
-            count_attempt: increment ``attempts`` (a provider call starts).
-            due_at: required when ``to`` waits on the clock (programmed, a deferred blocked_time); None with
-                ``to=BLOCKED_TIME`` holds the message for an operator (it leaves the due index).
-            lease_until: required when ``to`` is leased (processing, sending).
-            lease_expired_by: refuse unless the current lease ran out by then (for the recovery sweep).
-            fields: other record fields to set with the change.
-            return_record: also return the record after the change (saves a read round trip).
-            receipt_deadline: with ``to=SENT``: when the timed-out sweep gives up waiting for a final receipt.
-            provider_ref: with ``to=SENT``: (provider, provider message id); receipts find the message by it.
+    async def transition(self, message_id: str, **change: Unpack[Change]) -> Transition:
+        """Compare-and-set the status, with its history entry, index and event, atomically (``Change`` lists
+        the arguments).
 
         Returns:
             What happened; ``ok`` is false when the message was not in ``from_`` (or not at that version).
         """
         await self._load_scripts()
-        call_keys, args = self._transition_call(
-            message_id,
-            from_=from_,
-            to=to,
-            now=now,
-            reason=reason,
-            detail=detail,
-            expected_version=expected_version,
-            bump_version=bump_version,
-            count_attempt=count_attempt,
-            due_at=due_at,
-            lease_until=lease_until,
-            lease_expired_by=lease_expired_by,
-            fields=fields,
-            return_record=return_record,
-            receipt_deadline=receipt_deadline,
-            provider_ref=provider_ref,
-        )
+        call_keys, args = self._transition_call(message_id, **change)
         return self._outcome(await self._transition(keys=call_keys, args=args))
 
     async def transition_many(
