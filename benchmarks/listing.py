@@ -152,7 +152,6 @@ class _Maker:
         to = f"+1415{rng.randrange(10**7):07d}" if channel is not Channel.EMAIL else f"user{rng.randrange(10**6)}@x.io"
         path = PATHS[status]
         fields = {
-            "id": message_id,
             "subaccount": SUBACCOUNT,
             "channel": channel.value,
             "to": to,
@@ -206,7 +205,6 @@ def _fill(redis_url: str, n: int) -> None:
                     pipe.set(keys.reference(SUBACCOUNT, fields["reference_id"]), message_id)
                 status = S(fields["status"])
                 index_keys = [
-                    keys.index_all(SUBACCOUNT),
                     keys.index(SUBACCOUNT, "status", status.value),
                     keys.index(SUBACCOUNT, "channel", fields["channel"]),
                 ]
@@ -261,10 +259,17 @@ async def run(redis_url: str, n: int = 1_000_000, *, calls: int = CALLS, large_p
         after = int((await redis.info("memory"))["used_memory"])
         out["memory_per_message_b"] = (after - before) / n
         store = MessageStore(redis, retention=timedelta(days=30))
-        (_, oldest), (_, newest) = [
-            (await redis.zrange(keys.index_all(SUBACCOUNT), end, end, withscores=True))[0] for end in (0, -1)
+        # The channel indexes together hold every message too: oldest and newest creation time of all of them.
+        ends = [
+            score
+            for channel in Channel
+            for end in (0, -1)
+            for _, score in await redis.zrange(
+                keys.index(SUBACCOUNT, "channel", channel.value), end, end, withscores=True
+            )
         ]
-        span = newest - oldest
+        oldest = min(ends)
+        span = max(ends) - oldest
         middle = _batch_count(n) // 2
         middle_batch, middle_file = f"batch-{middle:05d}", f"upload-{middle % FILES:02d}.csv"
         everything = MessageFilter(SUBACCOUNT)

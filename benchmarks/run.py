@@ -44,7 +44,7 @@ from scheduler.enqueue import connect, deserialize_job, redis_settings, serializ
 from scheduler.intake import Scheduler
 from sendq import keys
 from sendq.channel import Channel
-from sendq.message import NewMessage, utcnow
+from sendq.message import HistoryEntry, NewMessage, utcnow
 from sendq.settings import Settings
 from sendq.status import MessageStatus
 from sendq.store import MessageStore
@@ -217,7 +217,7 @@ def status_time(entries: list[dict[str, Any]], status: MessageStatus) -> datetim
     """Time of the first history entry with ``status``."""
     for entry in entries:
         if entry["status"] == status.value:
-            return datetime.fromisoformat(entry["at"])
+            return HistoryEntry.model_validate(entry).at  # a birth entry's time is epoch ms
     raise LookupError(f"no {status} entry in {entries}")
 
 

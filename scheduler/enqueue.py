@@ -2,7 +2,8 @@
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
@@ -63,13 +64,42 @@ async def connect(settings: Settings, *, patient: bool = True) -> ArqRedis:
     return pool
 
 
-async def enqueue_dispatch(
-    arq: ArqRedis, message_id: str, version: int, *, at: datetime | None, queue_name: str
-) -> bool:
-    """Enqueue ``dispatch(message_id, version)``, deferred to ``at``.
+@dataclass(frozen=True, slots=True)
+class Queue:
+    """arq's queue as sendq uses it: only messages due soon get a job there, and only so many at once.
 
-    Returns False when that versioned job already exists (arq answers None), which is fine: it will run.
+    A waiting message is always in the store's due index; its arq job (about 345 bytes of Redis memory) is written
+    when it comes within ``ahead`` of its time and the queue holds fewer than ``max_jobs`` jobs. The hand-over
+    sweep (``scheduler.sweeps.hand_over_due``, every second) gives the others theirs as time passes and the queue
+    drains. So a million messages programmed for tomorrow, or a backlog far larger than the workers' pace, costs
+    the store's record only, and arq holds a bounded queue.
     """
+
+    name: str
+    ahead: timedelta
+    max_jobs: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> "Queue":
+        return cls(settings.queue_name, timedelta(seconds=settings.enqueue_ahead_s), settings.queue_max_jobs)
+
+    def takes(self, due_at: datetime | None, now: datetime) -> bool:
+        """Whether a job due at ``due_at`` (None: now) goes into arq now rather than at a later hand-over."""
+        return due_at is None or due_at <= now + self.ahead
+
+    async def room(self, arq: ArqRedis) -> int:
+        """How many more jobs the queue takes now (none when it is full)."""
+        return max(0, self.max_jobs - int(await arq.zcard(self.name)))
+
+
+async def enqueue_dispatch(arq: ArqRedis, message_id: str, version: int, *, at: datetime | None, queue: Queue) -> bool:
+    """Enqueue ``dispatch(message_id, version)``, deferred to ``at``, if it is due within ``queue.ahead``.
+
+    Returns False when the job was left to the hand-over sweep (due later), or when that versioned job already
+    exists (arq answers None), which is fine: it will run.
+    """
+    if not queue.takes(at, datetime.now(UTC)):
+        return False
     if at is not None and at <= datetime.now(UTC):
         # arq derives the job key's expiry from the defer time; one far in the past makes it negative (PSETEX
         # refuses), and a past time means "now" anyway.
@@ -80,7 +110,7 @@ async def enqueue_dispatch(
         version,
         _job_id=dispatch_job_id(message_id, version),
         _defer_until=at,
-        _queue_name=queue_name,
+        _queue_name=queue.name,
     )
     return job is not None
 
@@ -108,9 +138,10 @@ _DISCARD_SLICE = 500
 async def enqueue_many(arq: ArqRedis, jobs: Sequence[tuple[str, int, datetime | None]], *, queue_name: str) -> None:
     """Enqueue many ``dispatch(message_id, version)`` jobs (at their times) in one pipelined round trip.
 
-    arq's ``enqueue_job`` WATCHes each job key to keep ids unique: one round trip per job. A new message's first
-    versioned job id cannot exist yet, so bulk intake writes the same two keys arq writes (the job payload with
-    its expiry, and the queue entry) without the check.
+    arq's ``enqueue_job`` WATCHes each job key to keep ids unique: one round trip per job. This writes the same two
+    keys arq writes (the job payload with its expiry, and the queue entry) without the check: writing a job that
+    exists again only rewrites it (one queue entry per job id), and a job for a message that moved on does nothing
+    (the version and status checks of the claim).
     """
     now_ms = int(datetime.now(UTC).timestamp() * 1000)
     async with arq.pipeline(transaction=False) as pipe:

@@ -10,16 +10,16 @@ from arq.connections import ArqRedis
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from scheduler.enqueue import discard_dispatch, enqueue_dispatch, enqueue_many
+from scheduler.enqueue import Queue, discard_dispatch, enqueue_dispatch, enqueue_many
 from scheduler.requeue import reprogram
 from sendq.channel import Channel
 from sendq.errors import InvalidInput, MessageNotFound
-from sendq.message import HistoryEntry, Message, NewMessage, is_message_id, new_message_id, to_ms, utcnow
+from sendq.message import HistoryEntry, Message, NewMessage, is_message_id, new_message_id, to_ms, utcnow, whole_ms
 from sendq.policy import Policy, Verdict
 from sendq.segments import count_segments
 from sendq.settings import Settings
 from sendq.status import CANCELLABLE_STATUSES, MessageStatus
-from sendq.store import MessageStore, Transition
+from sendq.store import BIRTH_REASON, MessageStore, Transition
 from sendq.subaccounts import RuleContext, SubaccountStore
 
 log = structlog.get_logger("sendq.scheduler")
@@ -86,6 +86,7 @@ class Scheduler:
         self.store = store
         self.arq = arq
         self.settings = settings
+        self.queue = Queue.of(settings)
         self.subaccounts = SubaccountStore(store.redis)
         self.rules = Policy.from_settings(settings)
 
@@ -99,7 +100,7 @@ class Scheduler:
         Raises:
             InvalidInput: the send time is already past the message's validity (nothing is stored).
         """
-        now = now or utcnow()
+        now = whole_ms(now or utcnow())
         message = self.build(new, now)
         ctx = await self.subaccounts.context(message.subaccount, message.channel, message.to)
         message, held = self.judge(message, ctx, now)
@@ -113,12 +114,10 @@ class Scheduler:
             return Programmed(message, created=True)
         at = message.due_at if message.due_at > now else None
         try:
-            await enqueue_dispatch(
-                self.arq, message.id, message.job_version, at=at, queue_name=self.settings.queue_name
-            )
+            await enqueue_dispatch(self.arq, message.id, message.job_version, at=at, queue=self.queue)
         except RedisError as exc:
             # The message is stored, so this call succeeded: reporting a failure would invite a second message.
-            # The re-drive sweep gives the overdue message its job.
+            # The hand-over sweep gives the message its job.
             log.warning("message.enqueue_deferred_to_sweep", message_id=message.id, error=repr(exc))
         return Programmed(message, created=True)
 
@@ -155,7 +154,7 @@ class Scheduler:
             status=MessageStatus.PROGRAMMED,
             status_at=now,
             due_at=max(base, now),
-            history=[HistoryEntry(status=MessageStatus.PROGRAMMED, at=now, reason="created")],
+            history=[HistoryEntry(status=MessageStatus.PROGRAMMED, at=now, reason=BIRTH_REASON)],
         )
 
     def judge(self, message: Message, ctx: RuleContext, now: datetime) -> tuple[Message, bool]:
@@ -173,7 +172,7 @@ class Scheduler:
         """
         if not news:
             return []
-        now = now or utcnow()
+        now = whole_ms(now or utcnow())
         subaccount = news[0].subaccount
         if any(n.subaccount != subaccount for n in news):
             raise ValueError("program_many takes messages of one subaccount")
@@ -203,12 +202,19 @@ class Scheduler:
                     results[i] = Programmed(found[found_id], created=False)
                 else:  # purged between the two reads; vanishingly rare
                     results[i] = InvalidInput("reference_id", "matched a message that was just deleted; retry")
-        try:
-            await enqueue_many(self.arq, jobs, queue_name=self.settings.queue_name)
-        except RedisError as exc:
-            # As in `program`: the messages are stored; the re-drive sweep gives them their jobs.
-            log.warning("batch.enqueue_deferred_to_sweep", messages=len(jobs), error=repr(exc))
+        await self._enqueue_soon(jobs, now)
         return [r for r in results if r is not None]
+
+    async def _enqueue_soon(self, jobs: list[tuple[str, int, datetime | None]], now: datetime) -> None:
+        """Jobs for the new messages due soon, as far as the queue has room; the hand-over sweep gives the rest
+        theirs."""
+        soon = [job for job in jobs if self.queue.takes(job[2], now)]
+        try:
+            if soon:
+                await enqueue_many(self.arq, soon[: await self.queue.room(self.arq)], queue_name=self.queue.name)
+        except RedisError as exc:
+            # As in `program`: the messages are stored, so the call succeeded; the sweep gives them their jobs.
+            log.warning("batch.enqueue_deferred_to_sweep", messages=len(soon), error=repr(exc))
 
     async def cancel_many(
         self, message_ids: Sequence[str], *, by: str | None = None, now: datetime | None = None
@@ -258,7 +264,7 @@ class Scheduler:
         if not jobs:
             return
         try:
-            await discard_dispatch(self.arq, jobs, queue_name=self.settings.queue_name)
+            await discard_dispatch(self.arq, jobs, queue_name=self.queue.name)
         except RedisError as exc:
             log.warning("message.discard_failed", jobs=len(jobs), error=repr(exc))
 
@@ -290,7 +296,7 @@ class Scheduler:
             self.store,
             self.arq,
             message_id,
-            queue_name=self.settings.queue_name,
+            queue=self.queue,
             from_={MessageStatus.PROGRAMMED, MessageStatus.BLOCKED_TIME},
             expected_version=message.job_version,
             now=now,

@@ -6,7 +6,7 @@ from typing import Any
 
 from arq.connections import ArqRedis
 
-from scheduler.enqueue import enqueue_dispatch
+from scheduler.enqueue import Queue, enqueue_dispatch
 from sendq.message import Message
 from sendq.policy import Verdict
 from sendq.status import MessageStatus
@@ -18,7 +18,7 @@ async def reprogram(
     arq: ArqRedis,
     message_id: str,
     *,
-    queue_name: str,
+    queue: Queue,
     from_: Iterable[MessageStatus],
     expected_version: int,
     now: datetime,
@@ -30,8 +30,8 @@ async def reprogram(
 ) -> Transition:
     """Move the message to ``programmed`` at ``due_at`` under a new job version, then enqueue that job.
 
-    Bumping the version is what makes every earlier job of the message a no-op. If the enqueue is lost (a
-    crash right here), the re-drive sweep finds the overdue message without a job and enqueues it.
+    Bumping the version is what makes every earlier job of the message a no-op. A job due later than
+    ``queue.ahead``, or one lost to a crash right here, is given by the hand-over sweep.
     """
     result = await store.transition(
         message_id,
@@ -48,7 +48,7 @@ async def reprogram(
     )
     if result.ok:
         at = due_at if due_at > now else None
-        await enqueue_dispatch(arq, message_id, result.job_version, at=at, queue_name=queue_name)
+        await enqueue_dispatch(arq, message_id, result.job_version, at=at, queue=queue)
     return result
 
 
@@ -57,7 +57,7 @@ async def block(
     arq: ArqRedis,
     message: Message,
     *,
-    queue_name: str,
+    queue: Queue,
     expected_version: int,
     now: datetime,
     verdict: Verdict,
@@ -83,5 +83,5 @@ async def block(
         fields=fields,
     )
     if result.ok and release is not None:
-        await enqueue_dispatch(arq, message.id, result.job_version, at=release, queue_name=queue_name)
+        await enqueue_dispatch(arq, message.id, result.job_version, at=release, queue=queue)
     return result

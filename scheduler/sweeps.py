@@ -1,8 +1,9 @@
 """Sweeps that run on a clock (as a unique arq cron job): nothing is lost silently.
 
 - leases: a message left in ``processing`` or ``sending`` by a dead worker is taken back;
-- re-drive: a ``programmed`` (or deferred ``blocked_time``) message overdue with no arq job (Redis restart, expired job key, a crash
-  between store and enqueue) gets a new versioned job;
+- hand-over: a ``programmed`` (or deferred ``blocked_time``) message due soon with no arq job gets one (it was
+  programmed further ahead, the queue had no room for it, or its job was lost: Redis restart, expired job key, a
+  crash between store and enqueue); this one also runs every second on its own;
 - receipts: a ``sent`` message (or a ``delivered`` one on a channel that reports "read") with no final receipt by
   its subaccount's receipt timeout becomes ``timed_out``; a late receipt still applies;
 - retention: final messages past retention are deleted with their index entries.
@@ -18,6 +19,7 @@ import structlog
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix, job_key_prefix
 
+from scheduler.enqueue import Queue, enqueue_many
 from scheduler.requeue import reprogram
 from sendq.channel import READ_RECEIPT_CHANNELS
 from sendq.message import Message, dispatch_job_id
@@ -29,8 +31,8 @@ log = structlog.get_logger("sendq.sweep")
 
 #: messages read per page; lease recovery handles one page per sweep, the rest wait for the next tick
 SWEEP_LIMIT = 1000
-#: overdue messages the re-drive sweep checks per sweep
-REDRIVE_SCAN_LIMIT = 20_000
+#: due messages the hand-over sweep checks per run (those with a job are passed over)
+HAND_OVER_SCAN_LIMIT = 20_000
 #: seconds of provider lookups per sweep (each may take a provider timeout); the rest wait for the next sweep
 RECONCILE_BUDGET_S = 20.0
 #: a message whose provider could not be asked is asked again after this long
@@ -50,7 +52,7 @@ class SweepReport:
     resent: int = 0
     unknown_outcome: int = 0
     reconciled: int = 0
-    redriven: int = 0
+    handed_over: int = 0
     timed_out: int = 0
     purged: int = 0
     skipped: list[str] = field(default_factory=list)
@@ -86,7 +88,7 @@ async def recover_leases(
                 store,
                 arq,
                 message.id,
-                queue_name=settings.queue_name,
+                queue=Queue.of(settings),
                 from_={MessageStatus.PROCESSING},
                 expected_version=message.job_version,
                 now=now,
@@ -101,7 +103,7 @@ async def recover_leases(
             if reconcile is not None:
                 if time.monotonic() - started > RECONCILE_BUDGET_S:
                     # Provider lookups are slow when a provider is: leave the rest to the next sweeps, so that
-                    # re-drive, receipt time-outs and retention still run now.
+                    # hand-over, receipt time-outs and retention still run now.
                     report.skipped.append(message.id)
                     continue
                 outcome = await reconcile(message, now)
@@ -121,7 +123,7 @@ async def recover_leases(
                     store,
                     arq,
                     message.id,
-                    queue_name=settings.queue_name,
+                    queue=Queue.of(settings),
                     from_={MessageStatus.SENDING},
                     expected_version=message.job_version,
                     now=now,
@@ -153,51 +155,44 @@ async def recover_leases(
     return report
 
 
-async def redrive_due(
-    store: MessageStore, arq: ArqRedis, settings: Settings, now: datetime, report: SweepReport
-) -> None:
-    """Give a new job to every overdue programmed message whose job is gone.
+async def hand_over_due(store: MessageStore, arq: ArqRedis, queue: Queue, now: datetime, report: SweepReport) -> None:
+    """Give an arq job to each waiting message due within ``queue.ahead`` that has none, soonest due first, while
+    the queue has room (see ``scheduler.enqueue.Queue``).
 
-    Pages through the overdue set (up to ``REDRIVE_SCAN_LIMIT`` per sweep), so a lost job behind a large live
-    backlog is still found; an overdue message whose job is queued or running is left to that job.
+    This is how messages programmed further ahead, and the part of a large batch the queue had no room for, reach
+    the workers. It also re-creates jobs that were lost: a Redis restart, an expired job key, a crash between
+    storing a message and enqueueing it. A job written twice is one job (same versioned id), and one for a message
+    that moved on does nothing, so this is safe alongside intake, workers and itself.
     """
-    until = now - timedelta(seconds=settings.redrive_after_s)
-    for offset in range(0, REDRIVE_SCAN_LIMIT, SWEEP_LIMIT):
+    room = await queue.room(arq)
+    until = now + queue.ahead
+    offset = 0
+    while room > 0 and offset < HAND_OVER_SCAN_LIMIT:
         page = await store.waiting_due(until, SWEEP_LIMIT, offset)
-        await _redrive_page(store, arq, settings, now, page, report)
+        jobless = await _jobless(store, arq, page)
+        taken = jobless[:room]
+        if taken:
+            await enqueue_many(arq, [(m.id, m.job_version, m.due_at) for m in taken], queue_name=queue.name)
+        room -= len(taken)
+        report.handed_over += len(taken)
         if len(page) < SWEEP_LIMIT:
             return
+        offset += len(page)
 
 
-async def _redrive_page(
-    store: MessageStore, arq: ArqRedis, settings: Settings, now: datetime, ids: list[str], report: SweepReport
-) -> None:
-    # A deferred blocked_time message past its release time is due like a programmed one.
+async def _jobless(store: MessageStore, arq: ArqRedis, ids: list[str]) -> list[Message]:
+    """The waiting messages among ``ids`` whose current job is neither queued nor running, in order."""
+    # A deferred blocked_time message is due like a programmed one: its job releases it.
     waiting = {MessageStatus.PROGRAMMED, MessageStatus.BLOCKED_TIME}
     messages = [m for m in await store.get_many(ids) if m.status in waiting]
     if not messages:
-        return
+        return []
     async with arq.pipeline(transaction=False) as pipe:
         for m in messages:
             job_id = dispatch_job_id(m.id, m.job_version)
             pipe.exists(job_key_prefix + job_id, in_progress_key_prefix + job_id)
         alive = await pipe.execute()
-    for message, count in zip(messages, alive, strict=True):
-        if count:
-            continue
-        result = await reprogram(
-            store,
-            arq,
-            message.id,
-            queue_name=settings.queue_name,
-            from_=waiting,
-            expected_version=message.job_version,
-            now=now,
-            due_at=message.due_at,
-            reason="job_missing",
-            detail=f"re-enqueued: job {message.job_id} was gone",
-        )
-        report.redriven += int(result.ok)
+    return [m for m, count in zip(messages, alive, strict=True) if not count]
 
 
 async def time_out_receipts(store: MessageStore, now: datetime, report: SweepReport) -> None:
@@ -234,7 +229,7 @@ async def run_sweeps(
 ) -> SweepReport:
     """All sweeps, in order; each is safe to run concurrently with workers and with itself."""
     report = await recover_leases(store, arq, settings, now, reconcile)
-    await redrive_due(store, arq, settings, now, report)
+    await hand_over_due(store, arq, Queue.of(settings), now, report)
     await time_out_receipts(store, now, report)
     report.purged = await store.purge_expired(now)
     counts = {
@@ -242,7 +237,7 @@ async def run_sweeps(
         "resent": report.resent,
         "unknown_outcome": report.unknown_outcome,
         "reconciled": report.reconciled,
-        "redriven": report.redriven,
+        "handed_over": report.handed_over,
         "timed_out": report.timed_out,
         "purged": report.purged,
     }

@@ -25,8 +25,10 @@ class JobName(StrEnum):
 
     #: send one message: args (message_id, version)
     DISPATCH = "dispatch"
-    #: recovery, re-drive and retention sweeps
+    #: recovery, hand-over, receipt time-out and retention sweeps
     SWEEP = "sweep"
+    #: the hand-over sweep alone, every second
+    HAND_OVER = "hand_over"
 
 
 def message(message_id: str) -> str:
@@ -52,12 +54,11 @@ def reference(subaccount: str, reference_id: str) -> str:
 
 
 def index(subaccount: str, name: str, value: str) -> str:
-    """Secondary index (zset of message ids scored by creation ms): status, batch, channel, file, all."""
+    """Secondary index (zset of message ids scored by creation ms): status, batch, channel, file.
+
+    Every message is in exactly one status index, so together they list all of a subaccount's messages.
+    """
     return f"sendq:idx:{subaccount}:{name}:{value}"
-
-
-def index_all(subaccount: str) -> str:
-    return f"sendq:idx:{subaccount}:all"
 
 
 def subaccount_rules(subaccount: str) -> str:

@@ -7,25 +7,38 @@ order, ``(score, id)``, so it does not depend on which index served the page; th
 strictly after it. New messages are created *now*, so they sort before any cursor handed out earlier: they
 never show up on a later page (no duplicates) and they shift nothing the cursor points past (no gaps).
 
-A call picks the *driving* index: the one of the filters' indexes with the fewest entries in the requested
-window (``ZCOUNT``, one pipelined round trip; ``...:all`` when no filter names an index). It walks that index
+When filters name indexes (status, channel, batch, file), a call picks the *driving* index: the one of them
+with the fewest entries in the requested window (``ZCOUNT``, one pipelined round trip). It walks that index
 newest first in chunks. When other filters remain, one small read-only script reads a chunk and checks each
 entry's membership in the other filters' indexes (``ZSCORE``, inside Redis: several times faster than
 pipelining per-candidate commands from Python, and no ids travel back and forth). Only the page's matches
 are loaded in full (``MessageStore.get_many``), and checked once more: the record is the truth, so a message
 that changed status or was purged between the two reads is left out.
 
+When no filter names an index (no filter at all, or only the created range), there is no index of all of a
+subaccount's messages to walk (it would cost memory per message): every message is in exactly one status
+index, its current status's (a status change moves it there atomically, with the same score), so the walk
+goes over the *union* of the status indexes instead. Each round reads a chunk of every status index from the
+same position, all in one ``MULTI``/``EXEC`` (one round trip, and one consistent view: a message changing
+status is seen in exactly one of them; an empty index costs next to nothing, and reading every one each round,
+not just those found non-empty beforehand, also sees a message that moves into a status that was empty), merges the chunks in Python by (score descending, id bytes
+descending) and takes entries only as far as every index's chunk reaches (past the end of a chunk that did
+not exhaust its index, entries of that index are unknown yet). The union is exhausted only when every status
+index is and no entry was left over. A message that changes status keeps its place in the order, so it is
+listed exactly once however it moves between pages.
+
 The work per call is bounded: at most ``SCAN_FACTOR * limit`` (and ``MAX_SCAN``) candidates are examined, in
-chunks of at most ``MAX_CHUNK`` so that no script call holds Redis for more than a few ms. When a selective
-combination of filters runs the budget out before ``limit`` matches, the page holds what was found (possibly
-nothing) and ``next_cursor`` points at the scan position, so the client simply asks again: a short or empty
-page with a cursor means "keep going", only ``next_cursor=None`` means there is nothing older.
+chunks of at most ``MAX_CHUNK`` so that no script call holds Redis for more than a few ms (the union reads at
+most ``limit + 1`` entries of each status index per round). When a selective combination of filters runs the
+budget out before ``limit`` matches, the page holds what was found (possibly nothing) and ``next_cursor``
+points at the scan position, so the client simply asks again: a short or empty page with a cursor means "keep
+going", only ``next_cursor=None`` means there is nothing older.
 """
 
 import base64
 import binascii
 import re
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final, cast
@@ -187,6 +200,10 @@ def _ceil_ms(when: datetime) -> int:
     return -(-micros // 1000)
 
 
+#: an index entry as walked: (message id, creation ms, whether it passes the other filters)
+_Row = tuple[bytes, int, bool]
+
+
 @dataclass(slots=True)
 class _Position:
     """Where a walk down an index stands: entries strictly after ``(score, member)``.
@@ -202,6 +219,14 @@ class _Position:
         if self.score is None or score < self.score:
             return True
         return score == self.score and (self.member is None or member < self.member)
+
+    def walked(self, rows: Sequence[_Row]) -> int:
+        """How many leading rows (newest first) share this position's score and sort before its id: walked
+        already."""
+        skip = 0
+        while skip < len(rows) and not self.ahead(rows[skip][0], rows[skip][1]):
+            skip += 1
+        return skip
 
 
 async def _tie_offset(redis: Redis, key: str, score: int, member: bytes) -> int:
@@ -221,8 +246,14 @@ async def _tie_offset(redis: Redis, key: str, score: int, member: bytes) -> int:
     return low
 
 
-#: an index entry as walked: (message id, creation ms, whether it passes the other filters)
-_Row = tuple[bytes, int, bool]
+#: a walk's next step: up to ``count`` entries strictly after a position, newest first, and whether nothing is
+#: past them
+_Walk = Callable[[_Position, int], Awaitable[tuple[list[_Row], bool]]]
+
+
+def _bounds(pos: _Position, bottom: int | None) -> tuple[str, str]:
+    """The ``ZREVRANGEBYSCORE`` max and min of a walk from ``pos`` down to ``bottom``."""
+    return "+inf" if pos.score is None else str(pos.score), "-inf" if bottom is None else str(bottom)
 
 
 async def _walk(
@@ -233,8 +264,7 @@ async def _walk(
 
     Returns the entries and whether the index is exhausted (nothing past them).
     """
-    top = "+inf" if pos.score is None else str(pos.score)
-    low = "-inf" if bottom is None else str(bottom)
+    top, low = _bounds(pos, bottom)
 
     async def read(offset: int) -> list[_Row]:
         if not others:
@@ -248,23 +278,79 @@ async def _walk(
         flat, flags = await cast("Awaitable[tuple[list[bytes], bytes]]", reply)
         return [(flat[i], int(float(flat[i + 1])), flags[i // 2] == ord("1")) for i in range(0, len(flat), 2)]
 
-    def walked(rows: list[_Row]) -> int:
-        """How many leading rows share the position's score and sort before its id: walked already."""
-        skip = 0
-        while skip < len(rows) and not pos.ahead(rows[skip][0], rows[skip][1]):
-            skip += 1
-        return skip
-
     rows = await read(0)
     exhausted = len(rows) < count
-    skip = walked(rows)
+    skip = pos.walked(rows)
     if skip == count and pos.score is not None and pos.member is not None:
         # The whole chunk was one tie group at or before the position: jump past it instead of paging through.
         rows = await read(await _tie_offset(redis, key, pos.score, pos.member))
         exhausted = len(rows) < count
         # The group may have changed between the reads; never hand back an entry already walked.
-        skip = walked(rows)
+        skip = pos.walked(rows)
     return rows[skip:], exhausted
+
+
+async def _read_chunks(
+    redis: Redis, reads: Sequence[tuple[str, int]], pos: _Position, bottom: int | None, count: int
+) -> list[list[_Row]]:
+    """For each ``(key, offset)``: up to ``count`` entries of ``key`` from ``pos`` down to ``bottom``, from
+    ``offset`` on (``ZREVRANGEBYSCORE ... LIMIT offset count``), all in one ``MULTI``/``EXEC``: one round trip,
+    and one consistent view of every key (a message moving between them is in exactly one of the chunks)."""
+    top, low = _bounds(pos, bottom)
+    async with redis.pipeline(transaction=True) as pipe:
+        for key, offset in reads:
+            pipe.zrevrangebyscore(key, top, low, start=offset, num=count, withscores=True)
+        replies = await pipe.execute()
+    return [[(member, int(score), True) for member, score in rows] for rows in replies]
+
+
+async def _walk_union(
+    redis: Redis, union: Sequence[str], pos: _Position, bottom: int | None, count: int
+) -> tuple[list[_Row], bool]:
+    """Up to ``count`` entries of the union of the zsets ``union`` strictly after ``pos`` with score >=
+    ``bottom``, newest first (score descending, then id bytes descending); an id found in two of them (it
+    cannot be, with one consistent read of indexes that a message leaves and joins atomically) counts once.
+
+    Returns the entries and whether the union is exhausted (every key is, and no entry was left over).
+    """
+    reads = [(key, 0) for key in union]
+    chunks = await _read_chunks(redis, reads, pos, bottom, count)
+    if pos.score is not None and pos.member is not None and any(pos.walked(c) == count for c in chunks):
+        # A key's whole chunk was one tie group at or before the position: jump past it in that key (as
+        # ``_walk`` does), then read every key again, so that all the chunks still come from one view.
+        for i, chunk in enumerate(chunks):
+            if pos.walked(chunk) == count:
+                reads[i] = (union[i], await _tie_offset(redis, union[i], pos.score, pos.member))
+        chunks = await _read_chunks(redis, reads, pos, bottom, count)
+    merged: list[_Row] = []
+    #: the newest end among the chunks of keys with more past them: beyond it the union is not known yet
+    reach: tuple[int, bytes] | None = None
+    exhausted = True
+    for chunk in chunks:
+        # The group may have changed between the reads; never hand back an entry already walked.
+        rows = chunk[pos.walked(chunk) :]
+        merged += rows
+        if len(chunk) < count:
+            continue
+        exhausted = False
+        if not rows:
+            # Only entries already walked, with more past them (a tie group changed under the jump): nothing
+            # of the union is known for sure this round. The caller charges it to its budget.
+            return [], False
+        end = (rows[-1][1], rows[-1][0])
+        if reach is None or end > reach:
+            reach = end
+    merged.sort(key=lambda row: (row[1], row[0]), reverse=True)
+    taken: list[_Row] = []
+    for row in merged:
+        if reach is not None and (row[1], row[0]) < reach:
+            break  # past a chunk's end: the next round reads from the last entry taken
+        if taken and taken[-1][:2] == row[:2]:
+            continue  # the same entry twice
+        if len(taken) == count:
+            return taken, False  # left over: the next round reads it again
+        taken.append(row)
+    return taken, exhausted
 
 
 def _window(flt: MessageFilter, cursor: str | None) -> tuple[_Position, int | None] | None:
@@ -285,8 +371,10 @@ async def _driving_index(
     redis: Redis, flt: MessageFilter, pos: _Position, bottom: int | None
 ) -> tuple[str, list[str]] | None:
     """The filters' index with the fewest entries left in the window, and the others (its entries must be in
-    them too); None when one of them has no entry there, so nothing can match."""
-    candidates = flt.index_keys() or [keys.index_all(flt.subaccount)]
+    them too); None when one of them has no entry there, so nothing can match. The filter names at least one
+    index (without, the walk goes over the union of the status indexes: ``_walk_union``)."""
+    candidates = flt.index_keys()
+    assert candidates, "no filter names an index"
     if len(candidates) == 1:
         return candidates[0], []
     # ZCOUNT rather than ZCARD: O(log n) all the same, and it sees the created range and the cursor.
@@ -309,23 +397,22 @@ def _next_chunk(chunk: int, need: int, found: int, scanned: int) -> int:
     return max(MIN_CHUNK, min(expected + expected // 4, MAX_CHUNK))  # a quarter more: one round, usually
 
 
-async def _scan(
-    redis: Redis, key: str, others: list[str], pos: _Position, bottom: int | None, limit: int
-) -> tuple[list[bytes], tuple[int, bytes] | None]:
-    """Walk ``key`` from ``pos`` for up to ``limit`` entries that are in all of ``others``, within the budget.
+async def _scan(walk: _Walk, checked: bool, pos: _Position, limit: int) -> tuple[list[bytes], tuple[int, bytes] | None]:
+    """Walk from ``pos`` for up to ``limit`` entries that pass the walk's check, within the budget; ``checked``:
+    whether some fail it (other filters remain), or every entry matches.
 
     Returns the matching ids, newest first, and the position the next page starts after (None: nothing older).
     """
     budget = min(SCAN_FACTOR * limit, MAX_SCAN)
     # Without other filters every entry matches: read just one more than the page.
-    chunk = min(max(MIN_CHUNK, CHUNK_FACTOR * limit), MAX_CHUNK) if others else limit + 1
+    chunk = min(max(MIN_CHUNK, CHUNK_FACTOR * limit), MAX_CHUNK) if checked else limit + 1
     scanned = 0
     found: list[bytes] = []
     last: tuple[int, bytes] | None = None
     # Scanning goes on to a (limit + 1)-th match when the budget allows: finding one proves there is more, and
     # running out of entries first ends the listing here instead of with an extra, empty page.
     while True:
-        rows, exhausted = await _walk(redis, key, others, pos, bottom, min(chunk, budget - scanned))
+        rows, exhausted = await walk(pos, min(chunk, budget - scanned))
         for member, score, ok in rows:
             if ok and len(found) == limit:
                 return found, last  # more matches exist: the next page starts after this page's last message
@@ -345,7 +432,7 @@ async def _scan(
             # The position is a walked entry, or a cursor's (only a position with an id makes empty rounds).
             assert pos.score is not None and pos.member is not None
             return found, (pos.score, pos.member)
-        chunk = _next_chunk(chunk, limit + 1 - len(found), len(found), scanned) if others else limit + 1 - len(found)
+        chunk = _next_chunk(chunk, limit + 1 - len(found), len(found), scanned) if checked else limit + 1 - len(found)
 
 
 async def list_messages(store: MessageStore, flt: MessageFilter, *, limit: int = 50, cursor: str | None = None) -> Page:
@@ -365,10 +452,27 @@ async def list_messages(store: MessageStore, flt: MessageFilter, *, limit: int =
     if window is None:
         return Page([], None)
     pos, bottom = window
-    driving = await _driving_index(store.redis, flt, pos, bottom)
-    if driving is None:
-        return Page([], None)
-    found, after = await _scan(store.redis, *driving, pos, bottom, limit)
+    redis = store.redis
+    walk: _Walk
+    if flt.index_keys():
+        driving = await _driving_index(redis, flt, pos, bottom)
+        if driving is None:
+            return Page([], None)
+        key, others = driving
+
+        async def walk(at: _Position, count: int) -> tuple[list[_Row], bool]:
+            return await _walk(redis, key, others, at, bottom, count)
+
+        checked = bool(others)
+    else:
+        # No index of all of a subaccount's messages: every message is in exactly one status index.
+        union = [keys.index(flt.subaccount, "status", status.value) for status in MessageStatus]
+
+        async def walk(at: _Position, count: int) -> tuple[list[_Row], bool]:
+            return await _walk_union(redis, union, at, bottom, count)
+
+        checked = False
+    found, after = await _scan(walk, checked, pos, limit)
     # The record is the truth: one that changed (status) or went (purge) since its index entry was read is left out.
     messages = [m for m in await store.get_many(member.decode() for member in found) if flt.matches(m)]
     return Page(messages, None if after is None else encode_cursor(after[0], after[1].decode()))

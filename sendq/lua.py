@@ -1,15 +1,16 @@
 """The store's Lua scripts. Each runs atomically in Redis, so a status change, its history entry, its
 index updates and its event are one step: no reader ever sees half of it.
 
-Index key layout (built here from stored fields, see ``sendq/keys.py``): ``sendq:idx:{sub}:all``,
-``...:status:{s}``, ``...:channel:{c}``, ``...:batch:{b}``, ``...:file:{f}``.
+Index key layout (built here from stored fields, see ``sendq/keys.py``): ``sendq:idx:{sub}:status:{s}``,
+``...:channel:{c}``, ``...:batch:{b}``, ``...:file:{f}``.
 """
 
 from typing import Final
 
 #: KEYS: msg, history, ref, due, events, retention, index keys...
-#: ARGV: 1 id, 2 has_ref, 3 created_ms, 4 due_ms or '' (not waiting on the clock), 5 history_json, 6 status,
-#:       7 retention score or '' (not final), 8.. field/value pairs
+#: ARGV: 1 id, 2 has_ref, 3 created_ms, 4 due_ms or '' (not waiting on the clock), 5 history_json, or '' for
+#:       the plain birth entry (TRANSITION writes it at the first change: see ``sendq.store.BIRTH_REASON``),
+#:       6 status, 7 retention score or '' (not final), 8.. field/value pairs
 #: Returns {created (1/0), id}: 0 with the existing id when the reference or id is taken.
 CREATE: Final = """
 if ARGV[2] == '1' then
@@ -20,7 +21,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return {0, ARGV[1]} end
 local fields = {}
 for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
-redis.call('RPUSH', KEYS[2], ARGV[5])
+if ARGV[5] ~= '' then redis.call('RPUSH', KEYS[2], ARGV[5]) end
 if ARGV[2] == '1' then redis.call('SET', KEYS[3], ARGV[1]) end
 if ARGV[4] ~= '' then redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1]) end
 if ARGV[7] ~= '' then redis.call('ZADD', KEYS[6], ARGV[7], ARGV[1]) end
@@ -45,8 +46,9 @@ return {1, ARGV[1]}
 TRANSITION: Final = """
 local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return {-1, '', 0, 0} end
-local ver = tonumber(redis.call('HGET', KEYS[1], 'job_version'))
-local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts'))
+-- absent fields hold their defaults (a new record is written without them: see MessageStore._create_call)
+local ver = tonumber(redis.call('HGET', KEYS[1], 'job_version') or '1')
+local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
 local allowed = false
 for s in string.gmatch(ARGV[2], '%S+') do
   if s == cur then allowed = true break end
@@ -63,6 +65,11 @@ local to = ARGV[3]
 local sets = {'status', to, 'status_at', ARGV[6], 'job_version', ver, 'attempts', attempts}
 for i = 15, #ARGV do sets[#sets + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(sets))
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  -- the first change of a message born plain: write its birth entry first (store.BIRTH_REASON)
+  redis.call('RPUSH', KEYS[2], '{"status":"' .. cur .. '","at":' .. redis.call('HGET', KEYS[1], 'created_at') ..
+             ',"reason":"created","attempt":0,"detail":null}')
+end
 redis.call('RPUSH', KEYS[2], ARGV[7] .. attempts .. '}')
 if cur ~= to then
   local f = redis.call('HMGET', KEYS[1], 'subaccount', 'created_at', 'batch_id')
@@ -105,7 +112,6 @@ for _, id in ipairs(ids) do
                       'provider', 'provider_message_id')
   if f[1] then
     local p = 'sendq:idx:' .. f[1] .. ':'
-    redis.call('ZREM', p .. 'all', id)
     redis.call('ZREM', p .. 'status:' .. f[2], id)
     redis.call('ZREM', p .. 'channel:' .. f[3], id)
     if f[4] and f[4] ~= '' then

@@ -111,6 +111,12 @@ class HistoryEntry(BaseModel):
     attempt: int = 0
     detail: str | None = None
 
+    @field_validator("at", mode="before")
+    @classmethod
+    def _epoch_ms(cls, value: Any) -> Any:
+        # A birth entry written by the store's Lua carries the record's creation time as epoch ms.
+        return from_ms(value) if isinstance(value, int) else value
+
 
 class Message(BaseModel):
     """The stored record of a message; the store is its source of truth."""
@@ -173,6 +179,11 @@ def to_ms(value: datetime) -> int:
 
 def from_ms(value: int | str) -> datetime:
     return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+
+
+def whole_ms(value: datetime) -> datetime:
+    """``value`` cut to the ms the store keeps: a new record reads back exactly as it was built."""
+    return value.replace(microsecond=value.microsecond - value.microsecond % 1000)
 
 
 def fields_to_redis(values: dict[str, Any]) -> dict[str, str]:

@@ -79,8 +79,10 @@ class Settings(BaseSettings):
     lease_margin_s: float = Field(10.0, gt=0)
     #: seconds between sweeps; must divide 60 (arq cron runs on second marks)
     sweep_interval_s: int = Field(5, ge=1, le=60)
-    #: a programmed message overdue by this much with no arq job is re-enqueued
-    redrive_after_s: float = Field(10.0, gt=0)
+    #: a waiting message gets its arq job when it is due within this many seconds (earlier ones wait in the store)
+    enqueue_ahead_s: float = Field(60.0, gt=0)
+    #: at most about this many dispatch jobs wait in arq's queue; more waiting messages are handed over as it drains
+    queue_max_jobs: int = Field(10_000, ge=1)
     health_check_interval_s: int = Field(30, ge=1)
     #: refuse to start a worker on a Redis whose maxmemory-policy can evict keys
     require_noeviction: bool = True

@@ -21,8 +21,18 @@ _JSON_FIELDS = frozenset({"variables"})
 
 
 #: fields a new record leaves at their default: not written (a stored message costs less memory; ``_load``
-#: fills them back in)
-_DEFAULT_PAIRS = frozenset({("variables", "{}"), ("reuse_key", "0"), ("provider_idempotent", "0")})
+#: fills them back in, and the Lua scripts read an absent job_version as 1 and absent attempts as 0)
+_DEFAULT_PAIRS = frozenset(
+    {("variables", "{}"), ("reuse_key", "0"), ("provider_idempotent", "0"), ("attempts", "0"), ("job_version", "1")}
+)
+#: fields a new record leaves out when they equal its creation time (read back as ``created_at``)
+_CREATION_TIME_FIELDS = ("status_at", "due_at")
+
+#: The reason of a message's first history entry. A message born ``programmed`` with no other detail (the usual
+#: case) is stored without a history list: its birth entry is implied by the record (status and ``created_at``)
+#: until the first status change, when TRANSITION writes it (with the time in epoch ms) before the new entry.
+#: About 300 bytes of Redis memory less per waiting message.
+BIRTH_REASON = "created"
 
 
 class Change(TypedDict, total=False):
@@ -141,9 +151,9 @@ class MessageStore:
             raise ValueError(f"a new message must start in one of {sorted(INITIAL_STATUSES)}, not {status}")
         if held and status is not MessageStatus.BLOCKED_TIME:
             raise ValueError("only a blocked_time message can be held")
-        record = message.model_dump(exclude={"history"})
+        # The id is in the key name: the record does not repeat it.
+        record = message.model_dump(exclude={"history", "id"})
         index_keys = [
-            keys.index_all(message.subaccount),
             keys.index(message.subaccount, "status", status.value),
             keys.index(message.subaccount, "channel", message.channel.value),
         ]
@@ -152,14 +162,17 @@ class MessageStore:
         if message.file_name:
             index_keys.append(keys.index(message.subaccount, "file", message.file_name))
         ref_key = keys.reference(message.subaccount, message.reference_id) if message.reference_id else "sendq:ref:-"
-        entry = message.history[0] if message.history else HistoryEntry(status=status, at=message.created_at)
+        entry = message.history[0] if message.history else None
         flat = fields_to_redis(record)
+        for field in _CREATION_TIME_FIELDS:
+            if flat[field] == flat["created_at"]:
+                flat[field] = ""
         args: list[str] = [
             message.id,
             "1" if message.reference_id else "0",
             flat["created_at"],
-            flat["due_at"] if status in WAITING_STATUSES and not held else "",
-            entry.model_dump_json(),
+            str(to_ms(message.due_at)) if status in WAITING_STATUSES and not held else "",
+            "" if entry is None or _is_plain_birth(entry, message) else entry.model_dump_json(),
             status.value,
             str(to_ms(message.created_at + self.retention)) if status in FINAL_STATUSES else "",
         ]
@@ -185,7 +198,7 @@ class MessageStore:
             raw, history = await pipe.execute()
         if not raw:
             return None
-        return self._load(_decode(raw), history)
+        return self._load(message_id, _decode(raw), history)
 
     async def get_many(self, message_ids: Iterable[str], *, history: bool = False) -> list[Message]:
         """The messages that exist, in the order asked (with their history if asked), with one round trip."""
@@ -196,8 +209,8 @@ class MessageStore:
                 if history:
                     pipe.lrange(keys.history(message_id), 0, -1)
             replies = await pipe.execute()
-        pairs = zip(replies[::2], replies[1::2], strict=True) if history else ((raw, []) for raw in replies)
-        return [self._load(_decode(raw), entries) for raw, entries in pairs if raw]
+        pairs = zip(replies[::2], replies[1::2], strict=True) if history else ((raw, None) for raw in replies)
+        return [self._load(i, _decode(raw), entries) for i, (raw, entries) in zip(ids, pairs, strict=True) if raw]
 
     async def ids_by_reference(self, subaccount: str, reference_ids: Sequence[str]) -> list[str]:
         """The ids of the subaccount's messages with these client references (unknown ones left out), in order."""
@@ -223,7 +236,7 @@ class MessageStore:
         """
         await self._load_scripts()
         call_keys, args = self._transition_call(message_id, **change)
-        return self._outcome(await self._transition(keys=call_keys, args=args))
+        return self._outcome(message_id, await self._transition(keys=call_keys, args=args))
 
     async def transition_many(
         self,
@@ -272,7 +285,7 @@ class MessageStore:
                 self._loaded = False
                 if not tries_left:
                     raise
-        return [self._outcome(r) for r in replies]
+        return [self._outcome(args[0], r) for (_, args), r in zip(built, replies, strict=True)]
 
     def _transition_call(
         self,
@@ -344,13 +357,13 @@ class MessageStore:
             ],
         )
 
-    def _outcome(self, result: list[Any]) -> Transition:
+    def _outcome(self, message_id: str, result: list[Any]) -> Transition:
         code, status, version, attempts = result[:4]
         status_s = _str(status)
         record = None
         if len(result) > 4:
             flat = result[4]
-            record = self._load(_decode(dict(zip(flat[::2], flat[1::2], strict=True))), [])
+            record = self._load(message_id, _decode(dict(zip(flat[::2], flat[1::2], strict=True))), None)
         outcome = Transition(
             ok=int(code) == 1,
             status=MessageStatus(status_s) if status_s else None,
@@ -403,8 +416,9 @@ class MessageStore:
         return [_str(i) for i in ids]
 
     @staticmethod
-    def _load(raw: dict[str, str], history: list[bytes] | list[str]) -> Message:
-        values: dict[str, Any] = {}
+    def _load(message_id: str, raw: dict[str, str], history: list[bytes] | list[str] | None) -> Message:
+        """The record from its hash; ``history`` None when it was not read (the message then has none)."""
+        values: dict[str, Any] = {"id": message_id}
         for field, value in raw.items():
             if field in _DATETIME_FIELDS:
                 values[field] = from_ms(value) if value else None
@@ -416,5 +430,23 @@ class MessageStore:
                 values[field] = json.loads(value) if value else {}
             else:
                 values[field] = value if value != "" else None
-        values["history"] = [HistoryEntry.model_validate_json(h) for h in history]
+        for field in _CREATION_TIME_FIELDS:
+            if values.get(field) is None:
+                values[field] = values["created_at"]
+        entries = [HistoryEntry.model_validate_json(h) for h in history or ()]
+        if history is not None and not entries:
+            # Born plain and not changed since: the implied birth entry (BIRTH_REASON).
+            entries = [HistoryEntry(status=values["status"], at=values["created_at"], reason=BIRTH_REASON)]
+        values["history"] = entries
         return Message.model_validate(values)
+
+
+def _is_plain_birth(entry: HistoryEntry, message: Message) -> bool:
+    """Whether a new message's first history entry says no more than its record does (so it is not stored)."""
+    return (entry.status, entry.at, entry.reason, entry.detail, entry.attempt) == (
+        message.status,
+        message.created_at,
+        BIRTH_REASON,
+        None,
+        0,
+    )

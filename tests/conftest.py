@@ -44,7 +44,6 @@ def make_settings(**overrides: Any) -> Settings:
         "poll_delay_s": 0.01,
         "job_timeout_s": 5,
         "lease_margin_s": 1,
-        "redrive_after_s": 1,
         "require_noeviction": False,
     }
     base.update(overrides)

@@ -15,6 +15,11 @@ def new_message(**overrides: Any) -> NewMessage:
     return NewMessage(**data)
 
 
+def phone(i: int) -> str:
+    """The ``i``-th of a run of valid, distinct numbers (+1 555 numbers are not valid)."""
+    return f"+1415{2_000_000 + i:07d}"
+
+
 def statuses(history: list[Any]) -> list[str]:
     return [h.status.value for h in history]
 

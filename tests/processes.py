@@ -69,7 +69,6 @@ class Cluster:
             "SENDQ_JOB_TIMEOUT_S": "5",
             "SENDQ_LEASE_MARGIN_S": "2",
             "SENDQ_SWEEP_INTERVAL_S": "1",
-            "SENDQ_REDRIVE_AFTER_S": "3",
             "SENDQ_POLL_DELAY_S": "0.05",
             "SENDQ_JOB_COMPLETION_WAIT_S": "5",
             "SENDQ_LOG_JSON": "true",

@@ -41,6 +41,9 @@ class RedisServer:
                 "no",
                 "--maxmemory-policy",
                 "noeviction",
+                # as sendq recommends (worker.redis_policy.RECOMMENDED_LISTPACK_VALUE): compact message records
+                "--hash-max-listpack-value",
+                "4096",
                 "--dir",
                 self.dir,
                 "--loglevel",

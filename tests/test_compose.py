@@ -7,6 +7,7 @@ import yaml
 
 from sendq.cli import build_parser
 from sendq.settings import Settings
+from worker.redis_policy import RECOMMENDED_LISTPACK_VALUE
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,6 +30,12 @@ def test_redis_is_durable_and_never_evicts() -> None:
     cmd = compose()["services"]["redis"]["command"]
     assert cmd[cmd.index("--appendonly") + 1] == "yes"
     assert cmd[cmd.index("--maxmemory-policy") + 1] == "noeviction"
+
+
+def test_redis_keeps_message_records_compact() -> None:
+    """Redis keeps records with bodies up to the recommended length as compact hashes."""
+    cmd = compose()["services"]["redis"]["command"]
+    assert int(cmd[cmd.index("--hash-max-listpack-value") + 1]) >= RECOMMENDED_LISTPACK_VALUE
 
 
 def test_commands_parse() -> None:

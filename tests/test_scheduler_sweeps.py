@@ -6,14 +6,14 @@ import pytest
 from arq.connections import ArqRedis
 
 from providers.mock import MockProvider
-from scheduler.intake import Scheduler
+from scheduler.intake import Programmed, Scheduler
 from scheduler.sweeps import run_sweeps
-from sendq.message import utcnow
+from sendq.message import to_ms, utcnow
 from sendq.settings import Settings
 from sendq.status import MessageStatus as S
 from sendq.store import MessageStore
 from tests.conftest import RunWorker
-from tests.helpers import leave_claimed, new_message, statuses
+from tests.helpers import leave_claimed, new_message, phone, statuses
 
 
 async def test_dead_worker_in_processing_is_released(
@@ -73,31 +73,73 @@ async def test_dead_worker_in_sending_without_idempotency_is_unknown_outcome(
     assert (got.status, got.reason) == (S.ERROR, "unknown_outcome")
 
 
-async def test_lost_job_is_redriven(
+async def test_lost_job_is_handed_over_again(
     scheduler: Scheduler, store: MessageStore, fake_arq: ArqRedis, settings: Settings, run_worker: RunWorker
 ) -> None:
-    """A due programmed message whose arq job vanished (e.g. Redis lost it) gets a new job and is sent."""
+    """A due programmed message whose arq job vanished (e.g. Redis lost it) gets its job back and is sent once."""
     msg = (await scheduler.program(new_message())).message
     await fake_arq.delete(f"arq:job:{msg.job_id}")
     await fake_arq.zrem(settings.queue_name, msg.job_id)
-    early = await run_sweeps(store, fake_arq, settings, utcnow())
-    assert early.redriven == 0  # not overdue by redrive_after_s yet
-    report = await run_sweeps(store, fake_arq, settings, utcnow() + timedelta(seconds=settings.redrive_after_s + 1))
-    assert report.redriven == 1
+    report = await run_sweeps(store, fake_arq, settings, utcnow())
+    assert report.handed_over == 1
     provider = MockProvider()
     await run_worker(provider)
     got = await scheduler.get(msg.id)
-    assert got.status is S.SENT and got.job_version == 2 and len(provider.sent) == 1
-    assert statuses(got.history)[:2] == ["programmed", "programmed"] and got.history[1].reason == "job_missing"
+    assert got.status is S.SENT and got.job_version == 1 and len(provider.sent) == 1
+    assert statuses(got.history) == ["programmed", "processing", "sending", "sent"]
 
 
-async def test_live_job_is_not_redriven(
+async def test_live_job_is_not_handed_over_again(
     scheduler: Scheduler, store: MessageStore, fake_arq: ArqRedis, settings: Settings
 ) -> None:
-    """An overdue message whose job is still queued is left to that job."""
-    await scheduler.program(new_message())
-    report = await run_sweeps(store, fake_arq, settings, utcnow() + timedelta(seconds=settings.redrive_after_s + 1))
-    assert report.redriven == 0
+    """A due message whose job is still queued is left to that job."""
+    msg = (await scheduler.program(new_message())).message
+    report = await run_sweeps(store, fake_arq, settings, utcnow() + timedelta(seconds=30))
+    assert report.handed_over == 0
+    assert await fake_arq.zrange(settings.queue_name, 0, -1) == [msg.job_id.encode()]
+
+
+async def test_a_message_programmed_far_ahead_gets_its_job_when_it_comes_near(
+    scheduler: Scheduler, store: MessageStore, fake_arq: ArqRedis, settings: Settings
+) -> None:
+    """Only the store holds a message due later than enqueue_ahead_s; the hand-over gives it its job in time,
+    at its send time."""
+    now = utcnow()
+    at = now + timedelta(hours=2)
+    msg = (await scheduler.program(new_message(send_at=at))).message
+    assert await fake_arq.zcard(settings.queue_name) == 0 and not await fake_arq.exists(f"arq:job:{msg.job_id}")
+    early = await run_sweeps(store, fake_arq, settings, now + timedelta(hours=1))
+    assert early.handed_over == 0 and await fake_arq.zcard(settings.queue_name) == 0
+    near = at - timedelta(seconds=settings.enqueue_ahead_s)
+    report = await run_sweeps(store, fake_arq, settings, near)
+    assert report.handed_over == 1
+    assert await fake_arq.zscore(settings.queue_name, msg.job_id) == to_ms(at)
+    assert await fake_arq.exists(f"arq:job:{msg.job_id}")
+
+
+async def test_a_batch_larger_than_the_queue_goes_out_a_queueful_at_a_time(
+    store: MessageStore, fake_arq: ArqRedis, settings: Settings, run_worker: RunWorker
+) -> None:
+    """With room for 3 jobs, a batch of 10 gets 3 jobs at intake; each hand-over tops the queue up to 3 as the
+    workers drain it, and every message is sent exactly once."""
+    small = settings.model_copy(update={"queue_max_jobs": 3})
+    scheduler = Scheduler(store, fake_arq, small)
+    programmed = await scheduler.program_many([new_message(to=phone(i)) for i in range(10)])
+    ids = {p.message.id for p in programmed if isinstance(p, Programmed)}
+    assert len(ids) == 10 and await fake_arq.zcard(small.queue_name) == 3
+    full = await run_sweeps(store, fake_arq, small, utcnow())
+    assert full.handed_over == 0  # no room: the queue is full
+    provider = MockProvider()
+    rounds = 0
+    while len(provider.sent) < 10:
+        await run_worker(provider)
+        report = await run_sweeps(store, fake_arq, small, utcnow())
+        assert report.handed_over == min(3, 10 - len(provider.sent))
+        assert await fake_arq.zcard(small.queue_name) == report.handed_over
+        rounds += 1
+        assert rounds <= 4
+    assert sorted(m.message_id for m in provider.sent) == sorted(ids)
+    assert {m.status for m in await store.get_many(ids)} == {S.SENT}
 
 
 async def test_sweep_is_idempotent(
@@ -114,16 +156,16 @@ async def test_sweep_is_idempotent(
     assert statuses(got.history) == ["programmed", "processing", "programmed"]
 
 
-async def test_redrive_pages_past_a_live_backlog(
+async def test_hand_over_pages_past_a_live_backlog(
     scheduler: Scheduler, store: MessageStore, fake_arq: ArqRedis, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A lost job behind more overdue messages than one page (whose jobs are alive) is still re-driven."""
+    """A lost job behind more due messages than one page (whose jobs are alive) is still found."""
     from scheduler import sweeps
 
     monkeypatch.setattr(sweeps, "SWEEP_LIMIT", 3)
     ids = [(await scheduler.program(new_message(to=f"+141555500{i:02d}"))).message.id for i in range(7)]
     lost = await scheduler.get(ids[-1])
     await fake_arq.delete(f"arq:job:{lost.job_id}")
-    report = await run_sweeps(store, fake_arq, settings, utcnow() + timedelta(seconds=settings.redrive_after_s + 1))
-    assert report.redriven == 1
-    assert (await scheduler.get(ids[-1])).job_version == 2
+    report = await run_sweeps(store, fake_arq, settings, utcnow())
+    assert report.handed_over == 1
+    assert await fake_arq.exists(f"arq:job:{lost.job_id}")

@@ -1,13 +1,15 @@
 """The filtered message list (``sendq.listing``) on a real redis-server: filters, order, ties, cursors, budget.
 
 Every expectation is computed in Python from the records the test created: the newest first by creation
-ms, then by id descending (the order of every index zset).
+ms, then by id descending (the order of every index zset). A listing that names no index walks the union of
+the status indexes: those tests spread their messages over every status, moved there by the store.
 """
 
 import base64
+import random
 import string
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,6 +17,7 @@ import pytest
 from arq.connections import ArqRedis
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+import sendq.listing
 from benchmarks import listing as listing_bench
 from sendq import keys
 from sendq.channel import Channel
@@ -25,13 +28,15 @@ from sendq.listing import (
     MessageFilter,
     Page,
     _driving_index,
+    _Position,
+    _walk_union,
     _window,
     decode_cursor,
     encode_cursor,
     list_messages,
 )
 from sendq.message import Message, new_message_id, to_ms
-from sendq.status import MessageStatus as S
+from sendq.status import INITIAL_STATUSES, TRANSITIONS, MessageStatus as S
 from sendq.store import MessageStore
 from tests.redis_server import RedisServer
 
@@ -75,10 +80,42 @@ def record(spec: Spec) -> Message:
     )
 
 
+#: when the tests' status changes happen (after every creation time the tests use)
+MOVED_AT = T0 + timedelta(hours=1)
+
+
+def route(start: S, goal: S) -> list[S]:
+    """The shortest chain of allowed status changes (``TRANSITIONS``) from ``start`` to ``goal``."""
+    paths: dict[S, list[S]] = {start: []}
+    todo = [start]
+    while todo:
+        here = todo.pop(0)
+        for nxt in sorted(TRANSITIONS[here]):
+            if nxt not in paths:
+                paths[nxt] = [*paths[here], nxt]
+                todo.append(nxt)
+    return paths[goal]
+
+
+async def move(store: MessageStore, message_id: str, start: S, goal: S) -> None:
+    """Take a message from ``start`` to ``goal`` through the store, one allowed change at a time."""
+    current = start
+    for step in route(start, goal):
+        done = await store.transition(
+            message_id, from_={current}, to=step, now=MOVED_AT, due_at=MOVED_AT, lease_until=MOVED_AT
+        )
+        assert done.ok, (message_id, current, step)
+        current = step
+
+
 async def create(store: MessageStore, specs: Iterable[Spec]) -> None:
+    """Store the messages; one whose status is not an initial one is created programmed and moved there."""
     for spec in specs:
-        created = await store.create(record(spec), held=spec.status is S.BLOCKED_TIME)
+        initial = spec.status if spec.status in INITIAL_STATUSES else S.PROGRAMMED
+        created = await store.create(record(replace(spec, status=initial)), held=initial is S.BLOCKED_TIME)
         assert created == (spec.id, True)
+        if initial is not spec.status:
+            await move(store, spec.id, initial, spec.status)
 
 
 def expected(specs: Iterable[Spec], flt: MessageFilter) -> list[str]:
@@ -455,11 +492,246 @@ async def test_benchmark_data_is_what_the_store_writes(real_arq: ArqRedis, redis
         pipe.hkeys(keys.message(sample.id))
         (stored,) = await pipe.execute()
     stored_fields = {f.decode() for f in stored}
-    assert stored_fields == set(Message.model_fields) - {"history"}  # the fields create writes
+    # the fields create writes (the id is in the key name: the record does not repeat it)
+    assert stored_fields == set(Message.model_fields) - {"history", "id"}
     flt = MessageFilter(
         listing_bench.SUBACCOUNT, status=sample.status, channel=sample.channel, file_name=sample.file_name
     )
     assert sample.id in await collect(store, flt, MAX_LIMIT)
+
+
+# --- no filter naming an index: the union of the status indexes ------------------------------------------
+
+ALL_STATUSES = list(S)
+
+
+def spread_specs(n: int = 66) -> list[Spec]:
+    """``n`` messages over 9 distinct ms (ties of up to 8), in every status in turn, ids not in creation order."""
+    return [
+        Spec(id=f"u{(k * 17) % n:03d}", ms=(k * 4) % 9 * 10, status=ALL_STATUSES[k % len(ALL_STATUSES)])
+        for k in range(n)
+    ]
+
+
+async def only_status_indexes(redis: ArqRedis, subaccount: str = "acme") -> None:
+    """Delete every index of the subaccount but its status indexes (any other all-messages index included): what
+    follows shows that a listing naming no index needs nothing else."""
+    prefix = keys.index(subaccount, "status", "")
+    others = [
+        k async for k in redis.scan_iter(match=keys.index(subaccount, "*", "*")) if not k.decode().startswith(prefix)
+    ]
+    assert others  # channel indexes at least
+    await redis.delete(*others)
+
+
+async def test_unfiltered_walks_every_status(lstore: MessageStore, real_arq: ArqRedis) -> None:
+    """With no filter (or only a created range), the list is every message, whatever its status, exactly once
+    and in order, for every page size; only the status indexes are read."""
+    specs = spread_specs()
+    await create(lstore, specs)
+    for status in ALL_STATUSES:  # each status index holds some of them
+        assert await real_arq.zcard(keys.index("acme", "status", status.value)) == 6, status
+    await only_status_indexes(real_arq)
+    ranges: list[dict[str, Any]] = [{}, {"created_from": T0 + 20 * MS}, {"created_to": T0 + 60 * MS}]
+    for fields in ranges:
+        flt = MessageFilter("acme", **fields)
+        want = expected(specs, flt)
+        assert len(want) == len(set(want)) > 0
+        page = await list_messages(lstore, flt, limit=MAX_LIMIT)
+        assert [m.id for m in page.messages] == want and page.next_cursor is None
+        for limit in (1, 2, 3, 5, 7, 11, 12, len(want) - 1, len(want)):
+            assert await collect(lstore, flt, limit) == want, (fields, limit)
+    # every record comes back as stored, in its current status
+    listed = (await list_messages(lstore, MessageFilter("acme"), limit=MAX_LIMIT)).messages
+    assert {m.id: m.status for m in listed} == {s.id: s.status for s in specs}
+
+
+async def test_unfiltered_page_is_one_round_trip(lstore: MessageStore, real_arq: ArqRedis) -> None:
+    """A page of the union reads every status index in one MULTI/EXEC (then loads its records): no ZCOUNT, no
+    script, no per-index round trips."""
+    specs = spread_specs()
+    await create(lstore, specs)
+    flt = MessageFilter("acme", created_to=T0 + 75 * MS)
+    cursor = None
+    for _ in range(3):  # the first page, then pages that start at a cursor
+        await real_arq.config_resetstat()
+        page = await list_messages(lstore, flt, limit=10, cursor=cursor)
+        stats = await real_arq.info("commandstats")
+        assert len(page.messages) == 10 and page.next_cursor is not None
+        assert stats["cmdstat_exec"]["calls"] == 1
+        assert stats["cmdstat_zrevrangebyscore"]["calls"] == len(ALL_STATUSES)
+        assert not {"cmdstat_zcount", "cmdstat_eval", "cmdstat_evalsha"} & set(stats)
+        cursor = page.next_cursor
+
+
+async def test_unfiltered_pages_while_messages_arrive_and_move(lstore: MessageStore) -> None:
+    """While a client pages through, new messages arrive and messages (listed already or not yet) change
+    status. A message keeps its place in the order whatever its status, so the unfiltered list is exactly
+    the one of the first call: no newcomer, nothing twice, nothing skipped. A status list gets no newcomer
+    and nothing twice either: it holds every message that stayed in that status, in order, and none that
+    was never in it."""
+    rng = random.Random(7)
+    specs = spread_specs()
+    await create(lstore, specs)
+    newest = 1000
+    for fields in ({}, {"status": S.PROGRAMMED}, {"created_from": T0 + 10 * MS, "created_to": T0 + 80 * MS}):
+        flt = MessageFilter("acme", **fields)
+        order = expected(specs, MessageFilter("acme"))  # every message, in listing order
+        status_now = {s.id: s.status for s in specs}
+        ever_in = {i for i, status in status_now.items() if flt.status in (None, status)}
+        stayed = set(ever_in)
+        want = expected(specs, flt)
+        arrived: list[Spec] = []
+        seen: list[str] = []
+        cursor: str | None = None
+        while True:
+            page = await list_messages(lstore, flt, limit=4, cursor=cursor)
+            seen += [m.id for m in page.messages]
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+            # Newer messages in several statuses, some sharing one ms, arrive before the next page is asked for...
+            newest += 1
+            fresh = [
+                Spec(new_message_id(to_ms(T0) + newest), newest, status=s) for s in (S.PROGRAMMED, S.SENT, S.ERROR)
+            ]
+            await create(lstore, fresh)
+            arrived += fresh
+            # ...and a few older messages, some listed already and some not yet, move to another status.
+            movable = [i for i in order if TRANSITIONS[status_now[i]]]  # not in a terminal status
+            for message_id in rng.sample(movable, min(3, len(movable))):
+                goal = rng.choice(sorted(TRANSITIONS[status_now[message_id]]))
+                await move(lstore, message_id, status_now[message_id], goal)
+                status_now[message_id] = goal
+                if flt.status is not None:
+                    if goal is flt.status:
+                        ever_in.add(message_id)
+                    else:
+                        stayed.discard(message_id)
+        assert len(seen) == len(set(seen)), fields
+        if flt.status is None:
+            assert seen == want, fields
+        else:
+            assert seen == [i for i in order if i in seen]  # in order
+            assert stayed <= set(seen) <= ever_in, fields
+        # The next variant, from the top, sees every message in its current status.
+        specs = [replace(s, status=status_now[s.id]) for s in specs] + arrived
+
+
+async def test_union_tie_group_larger_than_a_chunk(lstore: MessageStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One creation ms shared by more messages than a chunk, spread unevenly over several statuses: every page
+    size lists them once each, in id order, jumping over the walked part of each status's group."""
+    group = [S.PROGRAMMED] * 150 + [S.ERROR] * 60 + [S.BLOCKED_TIME] * 25 + [S.SENT] * 10 + [S.CANCELLED] * 5
+    specs = [Spec(new_message_id(to_ms(T0)), 0, status=status) for status in group]
+    specs += [Spec("0-older", -1, status=S.ERROR), Spec("z-newer", 1, status=S.DELIVERED)]
+    await create(lstore, specs)
+    jumps = 0
+    tie_offset = sendq.listing._tie_offset
+
+    async def counted(*args: Any) -> int:
+        nonlocal jumps
+        jumps += 1
+        return await tie_offset(*args)
+
+    monkeypatch.setattr(sendq.listing, "_tie_offset", counted)
+    ranges: list[dict[str, Any]] = [{}, {"created_from": T0, "created_to": T0 + MS}]
+    for fields in ranges:
+        flt = MessageFilter("acme", **fields)
+        want = expected(specs, flt)
+        for limit in (1, 2, 5, 100, 149):
+            assert await collect(lstore, flt, limit) == want, (fields, limit)
+    assert jumps > 0  # the groups were jumped over, not paged through
+
+
+async def test_union_created_range(lstore: MessageStore) -> None:
+    """created_from (inclusive) and created_to (exclusive) alone bound the union to the ms, from any cursor."""
+    specs = [
+        Spec(f"m{ms}{s}", ms, status=status)
+        for ms in (10, 11, 12, 13)
+        for s, status in zip("abc", (S.SENT, S.PROGRAMMED, S.READ), strict=True)
+    ]
+    await create(lstore, specs)
+
+    async def ids(lo: datetime | None, hi: datetime | None, limit: int = 2) -> list[str]:
+        return await collect(lstore, MessageFilter("acme", created_from=lo, created_to=hi), limit=limit)
+
+    at = T0 + 11 * MS
+    assert await ids(at, T0 + 13 * MS) == ["m12c", "m12b", "m12a", "m11c", "m11b", "m11a"]
+    assert await ids(at, at + MS, 1) == ["m11c", "m11b", "m11a"]
+    assert await ids(T0 + 13 * MS, None) == ["m13c", "m13b", "m13a"]
+    assert await ids(None, at) == ["m10c", "m10b", "m10a"]
+    assert await ids(at, at) == []
+    assert await ids(T0 + 14 * MS, None) == []
+    assert await ids(None, T0 + 10 * MS) == []
+    half = timedelta(microseconds=500)
+    assert await ids(at + half, T0 + 12 * MS + half, 5) == ["m12c", "m12b", "m12a"]
+    # a cursor from an unbounded listing, inside and above the window
+    flt = MessageFilter("acme", created_from=at, created_to=T0 + 13 * MS)
+    inside = await list_messages(lstore, flt, limit=2, cursor=encode_cursor(to_ms(T0) + 12, "m12b"))
+    assert [m.id for m in inside.messages] == ["m12a", "m11c"] and inside.next_cursor is not None
+    above = await list_messages(lstore, flt, limit=2, cursor=encode_cursor(to_ms(T0) + 13, "m13c"))
+    assert [m.id for m in above.messages] == ["m12c", "m12b"]
+    # the last page ends the listing, with no extra empty page
+    last = await list_messages(lstore, flt, limit=3, cursor=encode_cursor(to_ms(T0) + 12, "m12a"))
+    assert [m.id for m in last.messages] == ["m11c", "m11b", "m11a"] and last.next_cursor is None
+
+
+async def test_union_orders_ties_by_id_bytes(lstore: MessageStore) -> None:
+    """Within one ms the union is ordered by id bytes, as each index is (not by case or locale), across
+    statuses."""
+    names = ["a", "B", "b", "Z", "_", "é", "~", "A1", "a0", "ab", "AB", "0", "ü", "Ab"]
+    specs = [Spec(name, 3, status=ALL_STATUSES[n % len(ALL_STATUSES)]) for n, name in enumerate(names)]
+    await create(lstore, specs)
+    want = sorted(names, key=str.encode, reverse=True)
+    assert want == expected(specs, MessageFilter("acme"))
+    for limit in (1, 2, 3, 13):
+        assert await collect(lstore, MessageFilter("acme"), limit) == want
+
+
+async def test_walk_union_reports_exhaustion_only_when_nothing_is_left(lstore: MessageStore) -> None:
+    """One round of the union: entries up to where every chunk reaches, and "exhausted" only when every index
+    is and nothing was left over."""
+    await create(lstore, [Spec("p3", 3), Spec("p1", 1), Spec("e2", 2, status=S.ERROR), Spec("e0", 0, status=S.ERROR)])
+    union = [keys.index("acme", "status", status.value) for status in (S.PROGRAMMED, S.ERROR, S.SENT)]
+    top = _Position(None, None)
+
+    async def walk(pos: _Position, count: int) -> tuple[list[str], bool]:
+        rows, exhausted = await _walk_union(lstore.redis, union, pos, None, count)
+        return [row[0].decode() for row in rows], exhausted
+
+    assert await walk(top, 4) == (["p3", "e2", "p1", "e0"], True)
+    assert await walk(top, 5) == (["p3", "e2", "p1", "e0"], True)
+    assert await walk(top, 3) == (["p3", "e2", "p1"], False)  # e0 is left over
+    # each index's chunk of 1 ends at its newest entry: only the newer of the two is known to come first
+    assert await walk(top, 1) == (["p3"], False)
+    assert await walk(_Position(to_ms(T0) + 3, b"p3"), 1) == (["e2"], False)
+    assert await walk(_Position(to_ms(T0) + 1, b"p1"), 2) == (["e0"], True)
+    assert await walk(_Position(to_ms(T0) + 2, None), 2) == (["e2", "p1"], False)  # the whole ms 2 is ahead
+    assert await walk(_Position(to_ms(T0), b"e0"), 3) == ([], True)
+    # an id in two status indexes (it cannot be, but if it were) still counts once
+    await lstore.redis.zadd(keys.index("acme", "status", S.SENT.value), {"e2": to_ms(T0) + 2})
+    assert await walk(top, 4) == (["p3", "e2", "p1", "e0"], True)
+    assert await walk(top, 3) == (["p3", "e2", "p1"], False)
+
+
+async def test_empty_subaccount(lstore: MessageStore) -> None:
+    """A subaccount with no message, or none in the window or past the cursor, lists nothing, and says so."""
+    await create(lstore, [Spec(f"o{n}", n, status=status, subaccount="other") for n, status in enumerate(S)])
+    await create(lstore, [Spec("old", 5, status=S.SENT), Spec("new", 50, status=S.CANCELLED)])
+    nothing = Page([], None)
+    ranges: list[dict[str, Any]] = [{}, {"created_from": T0}, {"created_to": T0 + 100 * MS}]
+    for fields in ranges:
+        assert await list_messages(lstore, MessageFilter("nobody", **fields)) == nothing
+        assert (
+            await list_messages(lstore, MessageFilter("nobody", **fields), cursor=encode_cursor(to_ms(T0) + 9, "x"))
+            == nothing
+        )
+    assert (
+        await list_messages(lstore, MessageFilter("acme", created_from=T0 + 6 * MS, created_to=T0 + 50 * MS)) == nothing
+    )
+    assert await list_messages(lstore, MessageFilter("acme", created_from=T0 + 51 * MS)) == nothing
+    assert await list_messages(lstore, MessageFilter("acme"), cursor=encode_cursor(to_ms(T0) + 5, "old")) == nothing
+    assert await collect(lstore, MessageFilter("acme"), 1) == ["new", "old"]
 
 
 # --- random data sets ---------------------------------------------------------------------------------------
@@ -497,6 +769,39 @@ async def test_random_pagination_matches_the_model(
     real_arq: ArqRedis, specs: list[Spec], fields: dict[str, Any], limit: int
 ) -> None:
     """Over random data sets (many ties) and filters, all pages together are exactly the expected list."""
+    await real_arq.flushdb()
+    store = MessageStore(real_arq, retention=timedelta(days=1))
+    await create(store, specs)
+    flt = MessageFilter("acme", **fields)
+    assert await collect(store, flt, limit) == expected(specs, flt)
+
+
+UNION_SPECS = st.lists(
+    st.builds(
+        Spec,
+        id=st.text("0123456789abcdefghjkmnpqrstvwxyz", min_size=1, max_size=3),
+        ms=st.integers(0, 6),
+        status=st.sampled_from(ALL_STATUSES),
+    ),
+    max_size=40,
+    unique_by=lambda s: s.id,
+)
+RANGE_FIELDS = st.fixed_dictionaries(
+    {},
+    optional={
+        "created_from": st.integers(0, 7).map(lambda ms: T0 + ms * MS),
+        "created_to": st.integers(0, 7).map(lambda ms: T0 + ms * MS),
+    },
+)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(UNION_SPECS, RANGE_FIELDS, st.integers(1, 6))
+async def test_random_union_matches_the_model(
+    real_arq: ArqRedis, specs: list[Spec], fields: dict[str, Any], limit: int
+) -> None:
+    """Over random data sets spread over every status (many ties), with or without a created range, all
+    pages of the union together are exactly the expected list."""
     await real_arq.flushdb()
     store = MessageStore(real_arq, retention=timedelta(days=1))
     await create(store, specs)

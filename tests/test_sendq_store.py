@@ -8,6 +8,7 @@ from arq.connections import ArqRedis
 from sendq import keys
 from sendq.channel import Channel
 from sendq.message import HistoryEntry, Message, utcnow
+from sendq.replies import aw
 from sendq.status import MessageStatus as S
 from sendq.store import MessageStore
 from tests.helpers import new_message, statuses
@@ -41,6 +42,50 @@ async def test_create_and_get_round_trip(store: MessageStore) -> None:
     assert got is not None
     assert got.model_dump(exclude={"history"}) == m.model_dump(exclude={"history"})
     assert statuses(got.history) == ["programmed"]
+
+
+async def test_a_plain_new_record_is_stored_lean(store: MessageStore) -> None:
+    """A new programmed message stores neither its id, nor fields at their defaults or equal to its creation
+    time, nor a history list: all of it reads back from the record, and the birth entry is written (at the
+    creation time) when the first change comes."""
+    await store.create(record())
+    stored = await aw(store.redis.hgetall(keys.message("m1")))
+    assert not {b"id", b"status_at", b"due_at", b"attempts", b"job_version", b"variables"} & set(stored)
+    assert not await store.redis.exists(keys.history("m1"))
+    got = await store.get("m1")
+    assert got is not None and (got.id, got.status_at, got.due_at, got.attempts, got.job_version) == (
+        "m1",
+        NOW,
+        NOW,
+        0,
+        1,
+    )
+    assert [(h.status, h.at, h.reason, h.attempt) for h in got.history] == [(S.PROGRAMMED, NOW, "created", 0)]
+    later = NOW + timedelta(seconds=3)
+    done = await store.transition(
+        "m1", from_={S.PROGRAMMED}, to=S.PROCESSING, now=later, lease_until=later, bump_version=True
+    )
+    assert (done.job_version, done.attempts) == (2, 0)
+    changed = await store.get("m1")
+    assert changed is not None
+    assert [(h.status, h.at, h.reason) for h in changed.history] == [
+        (S.PROGRAMMED, NOW, "created"),
+        (S.PROCESSING, later, None),
+    ]
+    assert await aw(store.redis.llen(keys.history("m1"))) == 2
+
+
+async def test_a_new_record_keeps_a_history_entry_that_says_more(store: MessageStore) -> None:
+    """A birth entry with its own reason or time (a rule refused the message) is stored as it is."""
+    refused = HistoryEntry(status=S.ERROR, at=NOW, reason="suppressed", detail="opted out")
+    await store.create(record(status=S.ERROR, reason="suppressed", history=[refused]))
+    late = HistoryEntry(status=S.PROGRAMMED, at=NOW + timedelta(seconds=1), reason="created")
+    await store.create(record("m2", history=[late]))
+    assert await aw(store.redis.llen(keys.history("m1"))) == 1
+    got = await store.get("m1")
+    assert got is not None and got.history == [refused]
+    again = await store.get("m2")
+    assert again is not None and again.history == [late]
 
 
 async def test_reference_is_unique_per_subaccount(store: MessageStore) -> None:
@@ -94,7 +139,9 @@ async def test_indexes_follow_status(store: MessageStore) -> None:
     assert await store.ids_in_index(keys.index("acme", "status", "cancelled")) == ["m1"]
     for name, value in [("batch", "b1"), ("channel", "sms"), ("file", "list.csv")]:
         assert await store.ids_in_index(keys.index("acme", name, value)) == ["m1"]
-    assert await store.ids_in_index(keys.index_all("acme")) == ["m1"]
+    # Every message is in exactly one status index (together they list the subaccount's messages).
+    found = [await store.ids_in_index(keys.index("acme", "status", s.value)) for s in S]
+    assert sorted(i for ids in found for i in ids) == ["m1"]
 
 
 async def test_due_and_lease_indexes(store: MessageStore) -> None:
@@ -147,7 +194,8 @@ async def test_retention_purges_final_messages_only(store: MessageStore) -> None
     assert await store.get("m1") is None
     assert await store.find_by_reference("acme", "r1") is None
     assert await store.ids_in_index(keys.index("acme", "batch", "b")) == []
-    assert await store.ids_in_index(keys.index_all("acme")) == ["m2"]
+    assert await store.ids_in_index(keys.index("acme", "status", "cancelled")) == []
+    assert await store.ids_in_index(keys.index("acme", "status", "programmed")) == ["m2"]
     assert await store.get("m2") is not None
 
 

@@ -3,11 +3,14 @@
 from typing import Any, ClassVar
 
 import pytest
+from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from sendq.errors import ConfigurationError
 from tests.conftest import make_settings
+from tests.redis_server import RedisServer
 from worker import app
+from worker.redis_policy import RECOMMENDED_LISTPACK_VALUE, listpack_advice
 
 
 class StubWorker:
@@ -52,3 +55,22 @@ def test_no_redis_url() -> None:
     """Without a Redis URL the worker refuses to start."""
     with pytest.raises(ConfigurationError, match="SENDQ_REDIS_URL"):
         app.run_worker(make_settings(redis_url=None))
+
+
+async def test_listpack_advice_names_the_setting_until_it_is_raised() -> None:
+    """A Redis with the default hash-max-listpack-value (64) gets one warning naming the setting and the value
+    to set; at the recommended value there is none. A real server: fakeredis has no such setting."""
+    server = RedisServer()
+    server.start()
+    redis = Redis.from_url(server.url)
+    try:
+        await redis.config_set("hash-max-listpack-value", 64)
+        advice = await listpack_advice(redis)
+        assert advice is not None
+        assert "hash-max-listpack-value is 64" in advice
+        assert f"CONFIG SET hash-max-listpack-value {RECOMMENDED_LISTPACK_VALUE}" in advice
+        await redis.config_set("hash-max-listpack-value", RECOMMENDED_LISTPACK_VALUE)
+        assert await listpack_advice(redis) is None
+    finally:
+        await redis.aclose()
+        server.stop()

@@ -21,7 +21,7 @@ from providers.base import Provider
 from providers.routing import Providers
 from scheduler.backoff import BackoffPolicy
 from scheduler.enqueue import connect, deserialize_job, redis_settings, serialize_job
-from scheduler.sweeps import run_sweeps
+from scheduler.sweeps import SweepReport, hand_over_due, run_sweeps
 from sendq.errors import ConfigurationError
 from sendq.keys import JobName
 from sendq.message import utcnow
@@ -32,7 +32,7 @@ from sendq.store import MessageStore
 from sendq.subaccounts import SubaccountStore
 from worker.dispatch import dispatch
 from worker.reconcile import reconciler
-from worker.redis_policy import check_redis_policy
+from worker.redis_policy import check_redis_policy, listpack_advice
 from worker.services import Services, services
 
 log = structlog.get_logger("sendq.worker")
@@ -44,9 +44,17 @@ async def sweep(ctx: dict[str, Any]) -> str:
     report = await run_sweeps(svc.store, svc.arq, svc.settings, svc.clock(), reconciler(svc))
     return (
         f"released={report.released} resent={report.resent} unknown={report.unknown_outcome} "
-        f"reconciled={report.reconciled} redriven={report.redriven} timed_out={report.timed_out} "
+        f"reconciled={report.reconciled} handed_over={report.handed_over} timed_out={report.timed_out} "
         f"purged={report.purged}"
     )
+
+
+async def hand_over(ctx: dict[str, Any]) -> str:
+    """arq cron job, every second: jobs for waiting messages now due soon, as far as the queue has room."""
+    svc = services(ctx)
+    report = SweepReport()
+    await hand_over_due(svc.store, svc.arq, svc.queue, svc.clock(), report)
+    return f"handed_over={report.handed_over}"
 
 
 def worker_settings(
@@ -68,6 +76,9 @@ def worker_settings(
         if settings.require_noeviction:
             facts = await check_redis_policy(arq)
             log.info("worker.redis_checked", **facts)
+        advice = await listpack_advice(arq)
+        if advice is not None:
+            log.warning("worker.redis_memory_advice", advice=advice)
         http = httpx.AsyncClient(timeout=httpx.Timeout(settings.http.timeout_s, connect=5.0))
         chosen = Providers.single(provider) if provider is not None else build_providers(settings, http)
         store = MessageStore(arq, retention=timedelta(seconds=settings.retention_s))
@@ -110,7 +121,16 @@ def worker_settings(
                 run_at_startup=True,
                 timeout=settings.job_timeout_s,
                 keep_result=0,
-            )
+            ),
+            cron(
+                hand_over,
+                name=JobName.HAND_OVER.value,
+                second=set(range(60)),
+                unique=True,
+                run_at_startup=True,
+                timeout=settings.job_timeout_s,
+                keep_result=0,
+            ),
         ],
         "on_startup": startup,
         "on_shutdown": shutdown,
@@ -201,4 +221,4 @@ async def check_health(settings: Settings) -> int:
     return await async_check_health(redis_settings(settings.redis_url), health_check_key(settings), settings.queue_name)
 
 
-__all__ = ["check_health", "run_worker", "sweep", "worker_settings"]
+__all__ = ["check_health", "hand_over", "run_worker", "sweep", "worker_settings"]

@@ -10,6 +10,7 @@ from arq.connections import ArqRedis
 
 from providers.routing import Providers
 from scheduler.backoff import BackoffPolicy
+from scheduler.enqueue import Queue
 from sendq.policy import Policy
 from sendq.receipts import ReceiptBook
 from sendq.settings import Settings
@@ -29,6 +30,10 @@ class Services:
     rules: Policy
     http: httpx.AsyncClient
     clock: Callable[[], datetime]
+
+    @property
+    def queue(self) -> Queue:
+        return Queue.of(self.settings)
 
 
 def services(ctx: dict[str, Any]) -> Services:
