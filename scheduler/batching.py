@@ -64,8 +64,18 @@ class BatchIntake:
     async def add(self, items: Sequence[tuple[int, NewMessage | InvalidInput]]) -> list[ItemResult]:
         """Program a chunk of numbered items; refused ones come back with their error."""
         results: list[ItemResult] = []
-        for start in range(0, len(items), CHUNK):
-            results += await self._chunk(items[start : start + CHUNK])
+        # Two chunks in flight: while Redis runs one chunk's scripts, this process builds and judges the next.
+        pending: list[asyncio.Task[list[ItemResult]]] = []
+        try:
+            for start in range(0, len(items), CHUNK):
+                pending.append(asyncio.create_task(self._chunk(items[start : start + CHUNK])))
+                if len(pending) == 2:
+                    results += await pending.pop(0)
+            while pending:
+                results += await pending.pop(0)
+        finally:
+            for task in pending:  # an error on the way: do not leave a chunk running unobserved
+                task.cancel()
         for r in results:
             if r.message is None:
                 self.batch.rejected += 1

@@ -93,12 +93,13 @@ class Queue:
 
 
 async def enqueue_dispatch(arq: ArqRedis, message_id: str, version: int, *, at: datetime | None, queue: Queue) -> bool:
-    """Enqueue ``dispatch(message_id, version)``, deferred to ``at``, if it is due within ``queue.ahead``.
+    """Enqueue ``dispatch(message_id, version)``, deferred to ``at``, if it is due within ``queue.ahead`` and the
+    queue has room.
 
-    Returns False when the job was left to the hand-over sweep (due later), or when that versioned job already
-    exists (arq answers None), which is fine: it will run.
+    Returns False when the job was left to the hand-over sweep (due later, or no room), or when that versioned
+    job already exists (arq answers None), which is fine: it will run.
     """
-    if not queue.takes(at, datetime.now(UTC)):
+    if not queue.takes(at, datetime.now(UTC)) or not await queue.room(arq):
         return False
     if at is not None and at <= datetime.now(UTC):
         # arq derives the job key's expiry from the defer time; one far in the past makes it negative (PSETEX

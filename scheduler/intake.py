@@ -208,7 +208,8 @@ class Scheduler:
     async def _enqueue_soon(self, jobs: list[tuple[str, int, datetime | None]], now: datetime) -> None:
         """Jobs for the new messages due soon, as far as the queue has room; the hand-over sweep gives the rest
         theirs."""
-        soon = [job for job in jobs if self.queue.takes(job[2], now)]
+        # Soonest due first: when the room runs out, the later ones wait for the hand-over.
+        soon = sorted((job for job in jobs if self.queue.takes(job[2], now)), key=lambda job: job[2] or now)
         try:
             if soon:
                 await enqueue_many(self.arq, soon[: await self.queue.room(self.arq)], queue_name=self.queue.name)

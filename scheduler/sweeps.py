@@ -9,6 +9,7 @@
 - retention: final messages past retention are deleted with their index entries.
 """
 
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -18,9 +19,11 @@ from typing import Any, Literal
 import structlog
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix, job_key_prefix
+from redis.exceptions import LockError
 
 from scheduler.enqueue import Queue, enqueue_many
 from scheduler.requeue import reprogram
+from sendq import keys
 from sendq.channel import READ_RECEIPT_CHANNELS
 from sendq.message import Message, dispatch_job_id
 from sendq.settings import Settings
@@ -33,6 +36,8 @@ log = structlog.get_logger("sendq.sweep")
 SWEEP_LIMIT = 1000
 #: due messages the hand-over sweep checks per run (those with a job are passed over)
 HAND_OVER_SCAN_LIMIT = 20_000
+#: the hand-over's lock expires after this long if its holder dies
+HAND_OVER_LOCK_S = 30.0
 #: seconds of provider lookups per sweep (each may take a provider timeout); the rest wait for the next sweep
 RECONCILE_BUDGET_S = 20.0
 #: a message whose provider could not be asked is asked again after this long
@@ -164,6 +169,18 @@ async def hand_over_due(store: MessageStore, arq: ArqRedis, queue: Queue, now: d
     storing a message and enqueueing it. A job written twice is one job (same versioned id), and one for a message
     that moved on does nothing, so this is safe alongside intake, workers and itself.
     """
+    # One hand-over at a time (every worker runs it, and the sweep too): two would both fill the same room.
+    lock = arq.lock(keys.HAND_OVER_LOCK, timeout=HAND_OVER_LOCK_S)
+    if not await lock.acquire(blocking=False):
+        return
+    try:
+        await _hand_over(store, arq, queue, now, report)
+    finally:
+        with contextlib.suppress(LockError):  # held past its timeout and taken over: that one releases it
+            await lock.release()
+
+
+async def _hand_over(store: MessageStore, arq: ArqRedis, queue: Queue, now: datetime, report: SweepReport) -> None:
     room = await queue.room(arq)
     until = now + queue.ahead
     offset = 0

@@ -16,6 +16,8 @@ INFLIGHT: Final = "sendq:inflight"
 RETENTION: Final = "sendq:retention"
 #: stream: one entry per status change (for webhooks and audit)
 EVENTS: Final = "sendq:events"
+#: string: held by the one hand-over running now (``scheduler.sweeps.hand_over_due``)
+HAND_OVER_LOCK: Final = "sendq:lock:hand_over"
 #: zset: sent (and delivered, where read receipts exist) messages by their receipt deadline in ms
 AWAITING: Final = "sendq:awaiting"
 

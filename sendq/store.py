@@ -151,8 +151,8 @@ class MessageStore:
             raise ValueError(f"a new message must start in one of {sorted(INITIAL_STATUSES)}, not {status}")
         if held and status is not MessageStatus.BLOCKED_TIME:
             raise ValueError("only a blocked_time message can be held")
-        # The id is in the key name: the record does not repeat it.
-        record = message.model_dump(exclude={"history", "id"})
+        # The id is in the key name: the record does not repeat it; absent fields read back as None.
+        record = message.model_dump(exclude={"history", "id"}, exclude_none=True)
         index_keys = [
             keys.index(message.subaccount, "status", status.value),
             keys.index(message.subaccount, "channel", message.channel.value),
@@ -164,21 +164,21 @@ class MessageStore:
         ref_key = keys.reference(message.subaccount, message.reference_id) if message.reference_id else "sendq:ref:-"
         entry = message.history[0] if message.history else None
         flat = fields_to_redis(record)
-        for field in _CREATION_TIME_FIELDS:
-            if flat[field] == flat["created_at"]:
-                flat[field] = ""
+        created = flat["created_at"]
         args: list[str] = [
             message.id,
             "1" if message.reference_id else "0",
-            flat["created_at"],
+            created,
             str(to_ms(message.due_at)) if status in WAITING_STATUSES and not held else "",
             "" if entry is None or _is_plain_birth(entry, message) else entry.model_dump_json(),
             status.value,
             str(to_ms(message.created_at + self.retention)) if status in FINAL_STATUSES else "",
         ]
         for field, value in flat.items():
-            if value != "" and (field, value) not in _DEFAULT_PAIRS:  # absent reads back as the default
-                args += [field, value]
+            # Left out, and read back as their default or the creation time: see _DEFAULT_PAIRS.
+            if (field, value) in _DEFAULT_PAIRS or (value == created and field in _CREATION_TIME_FIELDS):
+                continue
+            args += [field, value]
         call_keys = [
             keys.message(message.id),
             keys.history(message.id),

@@ -167,31 +167,37 @@ class SubaccountStore:
 
     async def contexts(self, subaccount: str, targets: Sequence[tuple[Channel, str]]) -> list[RuleContext]:
         """``context`` for many (channel, contact) pairs of one subaccount in one round trip (bulk intake):
-        the rules and allowlists are read once."""
+        the rules and allowlists are read once, and the contacts with one HMGET per hash (not one HGET each)."""
+        by_channel: dict[Channel, list[int]] = {}
+        for i, (channel, _) in enumerate(targets):
+            by_channel.setdefault(channel, []).append(i)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.get(keys.subaccount_rules(subaccount))
             pipe.smembers(keys.allowed_terms(subaccount))
             pipe.smembers(keys.allowed_domains(subaccount))
-            for channel, contact in targets:
-                pipe.hget(keys.suppression(subaccount, channel), contact)
-                pipe.hget(keys.last_inbound(subaccount), contact)
+            if targets:
+                pipe.hmget(keys.last_inbound(subaccount), [contact for _, contact in targets])
+            for channel, where in by_channel.items():
+                pipe.hmget(keys.suppression(subaccount, channel), [targets[i][1] for i in where])
             replies = await pipe.execute()
         rules_raw, terms, domains = replies[:3]
+        inbound = replies[3] if targets else []
+        suppressed: list[bytes | None] = [None] * len(targets)
+        for where, found in zip(by_channel.values(), replies[4:], strict=True):
+            for i, raw in zip(where, found, strict=True):
+                suppressed[i] = raw
         rules = SubaccountRules() if rules_raw is None else SubaccountRules.model_validate_json(rules_raw)
         allowed_terms, allowed_domains = frozenset(map(text, terms)), frozenset(map(text, domains))
-        out = []
-        for i in range(len(targets)):
-            suppressed, inbound = replies[3 + 2 * i], replies[4 + 2 * i]
-            out.append(
-                RuleContext(
-                    rules=rules,
-                    allowed_terms=allowed_terms,
-                    allowed_domains=allowed_domains,
-                    suppressed=None if suppressed is None else Suppression.model_validate_json(suppressed),
-                    last_inbound=None if inbound is None else from_ms(text(inbound)),
-                )
+        return [
+            RuleContext(
+                rules=rules,
+                allowed_terms=allowed_terms,
+                allowed_domains=allowed_domains,
+                suppressed=None if s is None else Suppression.model_validate_json(s),
+                last_inbound=None if t is None else from_ms(text(t)),
             )
-        return out
+            for s, t in zip(suppressed, inbound, strict=True)
+        ]
 
     async def context(self, subaccount: str, channel: Channel, contact: str) -> RuleContext:
         """Everything the rules need for one message, in one round trip."""

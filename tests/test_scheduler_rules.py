@@ -277,3 +277,29 @@ async def test_defer_with_no_allowed_time_is_an_error(scheduler: Scheduler) -> N
     await scheduler.subaccounts.set_rules("acme", SubaccountRules(windows=windows))
     msg = (await scheduler.program(new_message(), now=MON_1000)).message
     assert msg.status is S.ERROR and msg.reason == "no_allowed_window"
+
+
+async def test_bulk_intake_judges_each_contact_on_its_own_channel(scheduler: Scheduler) -> None:
+    """program_many reads suppressions per channel and the care window per contact (a few commands per chunk,
+    not one per message) and gets each item right: the same contact suppressed on SMS is still reachable on
+    WhatsApp, and only the contact who wrote in gets free-form WhatsApp."""
+    wrote, silent = "+14155552671", "+14155552672"
+    entry = Suppression(contact=wrote, channel=Channel.SMS, reason="opt_out", at=MON_1000)
+    await scheduler.subaccounts.suppress("acme", entry)
+    await scheduler.subaccounts.record_inbound("acme", wrote, MON_1000)
+    items = [
+        new_message(to=wrote, validity=LONG),
+        new_message(to=silent, validity=LONG),
+        whatsapp(to=wrote, validity=LONG),
+        whatsapp(to=silent, validity=LONG),
+        new_message(to=wrote, validity=LONG, subaccount="acme"),
+    ]
+    done = await scheduler.program_many(items, now=MON_1000 + timedelta(hours=1))
+    got = [(p.message.status, p.message.reason) for p in done if not isinstance(p, InvalidInput)]
+    assert got == [
+        (S.ERROR, "suppressed"),
+        (S.PROGRAMMED, None),
+        (S.PROGRAMMED, None),
+        (S.ERROR, "outside_care_window"),
+        (S.ERROR, "suppressed"),
+    ]

@@ -1,13 +1,15 @@
-"""Sweeps: messages left by dead workers are resolved, lost jobs are re-driven, retention purges."""
+"""Sweeps: messages left by dead workers are resolved, due messages get their jobs (hand-over), retention purges."""
 
+import asyncio
 from datetime import timedelta
 
 import pytest
 from arq.connections import ArqRedis
 
 from providers.mock import MockProvider
+from scheduler.enqueue import Queue
 from scheduler.intake import Programmed, Scheduler
-from scheduler.sweeps import run_sweeps
+from scheduler.sweeps import SweepReport, hand_over_due, run_sweeps
 from sendq.message import to_ms, utcnow
 from sendq.settings import Settings
 from sendq.status import MessageStatus as S
@@ -169,3 +171,30 @@ async def test_hand_over_pages_past_a_live_backlog(
     report = await run_sweeps(store, fake_arq, settings, utcnow())
     assert report.handed_over == 1
     assert await fake_arq.exists(f"arq:job:{lost.job_id}")
+
+
+async def test_concurrent_hand_overs_fill_the_room_once(
+    store: MessageStore, fake_arq: ArqRedis, settings: Settings
+) -> None:
+    """The per-second hand-over and the sweep's can run at once (and on every worker): one takes the room, the
+    other does nothing, so the queue never holds more than queue_max_jobs."""
+    small = settings.model_copy(update={"queue_max_jobs": 3})
+    roomless = Scheduler(store, fake_arq, small.model_copy(update={"queue_max_jobs": 1}))
+    await roomless.program_many([new_message(to=phone(i)) for i in range(10)])
+    await fake_arq.delete(small.queue_name)  # as if a worker took the one job intake wrote
+    reports = [SweepReport(), SweepReport()]
+    queue = Queue.of(small)
+    await asyncio.gather(*(hand_over_due(store, fake_arq, queue, utcnow(), r) for r in reports))
+    assert sorted(r.handed_over for r in reports) == [0, 3]
+    assert await fake_arq.zcard(small.queue_name) == 3
+
+
+async def test_single_messages_respect_the_queue_room(
+    store: MessageStore, fake_arq: ArqRedis, settings: Settings
+) -> None:
+    """One message at a time (the API's POST /v1/messages, retries, reschedules) gets a job only while the queue
+    has room; the others wait for the hand-over."""
+    scheduler = Scheduler(store, fake_arq, settings.model_copy(update={"queue_max_jobs": 2}))
+    ids = [(await scheduler.program(new_message(to=phone(i)))).message.id for i in range(4)]
+    queued = sorted(m.decode() for m in await fake_arq.zrange(settings.queue_name, 0, -1))
+    assert queued == sorted(f"dispatch:{i}:1" for i in ids[:2])

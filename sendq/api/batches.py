@@ -32,8 +32,9 @@ from sendq.settings import Settings
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 
-#: rows read from an uploaded file before they are programmed (bounds memory and event-loop pauses)
-_ROWS_PER_CHUNK = 500
+#: rows read from an uploaded file before they are programmed (bounds memory and event-loop pauses; several
+#: ``batching.CHUNK``s, so that intake keeps two chunks in flight)
+_ROWS_PER_CHUNK = 2000
 
 
 def _items(results: list[ItemResult]) -> list[ItemOut]:
