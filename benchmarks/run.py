@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
@@ -39,7 +39,13 @@ from typing import Any
 
 from arq.connections import ArqRedis
 
-from benchmarks import api as api_bench, content as content_bench, listing as listing_bench, receipts as receipts_bench
+from benchmarks import (
+    api as api_bench,
+    api_server as api_server_bench,
+    content as content_bench,
+    listing as listing_bench,
+    receipts as receipts_bench,
+)
 from scheduler.enqueue import connect, deserialize_job, redis_settings, serialize_job
 from scheduler.intake import Scheduler
 from sendq import keys
@@ -621,6 +627,11 @@ def api_rows(r: Results) -> list[tuple[str, str]]:
         ),
         (f"API intake msgs/s, `POST /v1/batches/file` (one {n:,}-row CSV)", f"{a['batches_file_msgs_per_s']:,.0f}"),
         (
+            f"API intake msgs/s through `sendq api` over HTTP, `POST /v1/batches` ({n:,} msgs): "
+            + " / ".join(f"{w} process{'es' if w > 1 else ''}" for w in API_SERVER_WORKERS),
+            " / ".join(f"{a[f'server_{w}w_msgs_per_s']:,.0f}" for w in API_SERVER_WORKERS),
+        ),
+        (
             "Redis memory per message programmed through the API (record, indexes; arq jobs for the first 10,000)",
             f"{a['memory_per_message_b']:,.0f} B",
         ),
@@ -756,7 +767,10 @@ def how_measured(r: Results) -> list[str]:
             "**HTTP API**: `benchmarks/api.py` runs the FastAPI app in the benchmark process behind httpx's ASGI"
             " transport (no sockets) on the same private Redis, with no worker running: N messages as JSON batches"
             " of 10,000, the memory delta over them, a cancel of each batch, then the same N as one CSV upload"
-            " and a cancel of that whole batch."
+            " and a cancel of that whole batch. `benchmarks/api_server.py` then starts `sendq api --workers W`"
+            " (W = 1, 2) and posts the same N as JSON batches of 10,000 from this process over loopback HTTP"
+            " (pre-encoded bodies, 2 requests in flight per API process), timed from the first request to the"
+            " last answer."
         ),
         (
             "**Receipts**: `benchmarks/receipts.py` moves N messages per provider to `sent` through the store's"
@@ -841,6 +855,32 @@ async def redis_version(url: str) -> str:
         await arq.aclose()
 
 
+#: API processes of the over-HTTP intake runs (``benchmarks/api_server.py``)
+API_SERVER_WORKERS = (1, 2)
+
+
+def api_server_rates(sizes: Sizes, procs: Processes, redis_url: str) -> dict[str, float]:
+    """Intake msgs/s through a real ``sendq api`` with 1 and 2 processes (each run stops its server)."""
+    out: dict[str, float] = {}
+    started: list[subprocess.Popen[bytes]] = []
+
+    def spawn(args: list[str], env: dict[str, str], name: str) -> Callable[[], bool]:
+        proc = procs.spawn(args, env, name)
+        started.append(proc)
+        return lambda: proc.poll() is None
+
+    for workers in API_SERVER_WORKERS:
+        try:
+            rate = asyncio.run(
+                api_server_bench.run(redis_url, sizes.api_messages, workers, spawn, worker_env(redis_url))
+            )
+        finally:
+            while started:
+                procs.stop(started.pop())
+        out[f"server_{workers}w_msgs_per_s"] = rate
+    return out
+
+
 def _raise_on_term(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
@@ -874,6 +914,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         arq_result, sendq_results, lateness = asyncio.run(run_all(sizes, procs, redis))
         content = content_bench.run(quick=ns.quick or ns.smoke)
         api = asyncio.run(api_bench.run(redis.url, sizes.api_messages))
+        api.update(api_server_rates(sizes, procs, redis.url))
         print(f"API: {api}", flush=True)
         listing = asyncio.run(listing_bench.run(redis.url, sizes.stored_messages))
         print(f"list endpoint: {listing}", flush=True)

@@ -60,6 +60,16 @@ def _positive_seconds(value: str) -> float:
     return seconds
 
 
+def _count(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if not 1 <= number <= 64:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 64, got {number}")
+    return number
+
+
 def _port(value: str) -> int:
     try:
         port = int(value)
@@ -123,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     api = sub.add_parser("api", help="serve the HTTP API (FastAPI on uvicorn; docs at /docs)")
     api.add_argument("--host", help="interface (default SENDQ_API_HOST, 127.0.0.1)")
     api.add_argument("--port", type=_port, help="port (default SENDQ_API_PORT, 8000)")
+    api.add_argument("--workers", type=_count, help="API processes sharing the port (default SENDQ_API_WORKERS, 1)")
     return parser
 
 
@@ -274,8 +285,12 @@ def _cmd_api(settings: Settings, ns: argparse.Namespace) -> int:
     if not settings.redis_url:
         raise ConfigurationError("SENDQ_REDIS_URL is not set (or run `sendq dev`, which serves the API too)")
     check_providers(settings)
+    workers = ns.workers or settings.api_workers
     uvicorn.run(
-        create_app(settings),
+        # Several processes each build the app from the environment (uvicorn imports the factory in each).
+        "sendq.api.app:app_from_environment" if workers > 1 else create_app(settings),
+        factory=workers > 1,
+        workers=workers,
         host=ns.host or settings.api_host,
         port=ns.port or settings.api_port,
         log_level=settings.log_level.lower(),

@@ -95,6 +95,8 @@ class Settings(BaseSettings):
     #: `sendq api`: where it listens, and its request limits (each refused with a 413/422 problem document)
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
+    #: `sendq api`: processes sharing the port (intake is CPU-bound: about one per core)
+    api_workers: int = Field(1, ge=1, le=64)
     api_max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     api_max_upload_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     api_max_batch_items: int = Field(10_000, ge=1)

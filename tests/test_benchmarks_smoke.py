@@ -31,6 +31,8 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
         "sendq msgs/s, 2 worker processes",
         "receipts applied/s, `POST /v1/receipts/twilio`",
         "receipts applied/s, `POST /v1/receipts/infobip`",
+        # a real `sendq api`, with 1 and with 2 processes (`--workers`): each must have taken every message
+        "API intake msgs/s through `sendq api` over HTTP",
     )
     for label in labels:
         row = next(line for line in report.splitlines() if line.startswith(f"| {label}"))

@@ -46,6 +46,8 @@ SEND = ["send", "--subaccount", "acme", "--channel", "sms", "--to", "+1415555267
         ([*SEND, "--validity", "inf"], "positive number of seconds"),
         ([*SEND, "--validity", "nan"], "positive number of seconds"),
         (["dev", "--port", "99999"], "port must be 1-65535"),
+        (["api", "--workers", "0"], "must be between 1 and 64"),
+        (["api", "--workers", "two"], "expected a whole number"),
     ],
 )
 def test_bad_input_is_one_line(args: list[str], fragment: str) -> None:

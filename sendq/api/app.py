@@ -28,6 +28,11 @@ class Health(BaseModel):
     status: str
 
 
+def app_from_environment() -> FastAPI:
+    """The app on the settings of the environment: what each process of ``sendq api --workers N`` serves."""
+    return create_app(Settings())
+
+
 def create_app(settings: Settings, *, redis: ArqRedis | None = None, providers: Providers | None = None) -> FastAPI:
     """The API on ``settings.redis_url``, or on ``redis`` when given (tests, ``sendq dev``); ``providers``
     replaces the configured ones (tests)."""
