@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     reschedule.add_argument("id")
     reschedule.add_argument("--at", type=_aware, required=True)
 
-    sub.add_parser("sweep", help="run the recovery, re-drive and retention sweeps once")
+    sub.add_parser("sweep", help="run the recovery, hand-over, receipt time-out and retention sweeps once")
 
     mock = sub.add_parser("mock-provider", help="run the mock HTTP provider (the http provider's contract)")
     mock_server.add_arguments(mock)

@@ -248,3 +248,17 @@ async def test_bulk_transitions_survive_a_flushed_script_cache(real_arq: ArqRedi
     await real_arq.script_flush()
     (outcome,) = await store.transition_many(["m-flush"], from_={S.PROGRAMMED}, to=S.CANCELLED, now=utcnow())
     assert outcome.ok and outcome.status is S.CANCELLED
+
+
+def test_transition_script_names_the_waiting_and_leased_statuses() -> None:
+    """TRANSITION leaves the due index only from a waiting status and the lease index only from a leased one;
+    the statuses it names are the model's."""
+    import re
+
+    from sendq import lua
+    from sendq.status import LEASED_STATUSES, WAITING_STATUSES
+
+    named = re.findall(
+        r"elseif cur == '(\w+)' or cur == '(\w+)' then\n  redis.call\('ZREM', KEYS\[(\d)\]", lua.TRANSITION
+    )
+    assert {key: {S(a), S(b)} for a, b, key in named} == {"3": set(WAITING_STATUSES), "4": set(LEASED_STATUSES)}

@@ -39,7 +39,7 @@ log = structlog.get_logger("sendq.worker")
 
 
 async def sweep(ctx: dict[str, Any]) -> str:
-    """arq cron job: lease recovery (with reconciliation), re-drive, receipt timeouts, retention."""
+    """arq cron job: lease recovery (with reconciliation), hand-over, receipt timeouts, retention."""
     svc = services(ctx)
     report = await run_sweeps(svc.store, svc.arq, svc.settings, svc.clock(), reconciler(svc))
     return (

@@ -68,7 +68,7 @@ async def _release(svc: Services, message_id: str, version: int) -> Transition:
     message = await svc.store.get(message_id)
     now = svc.clock()
     if message is None or message.due_at > now + _EARLY_TOLERANCE:
-        # Fired early (clock skew): the re-drive sweep releases it once it is due.
+        # Fired early (clock skew): the hand-over gives it its job again, at its due time.
         return Transition(False, _S.BLOCKED_TIME, version, message.attempts if message else 0)
     released = await svc.store.transition(
         message_id,
