@@ -22,6 +22,7 @@ from sendq.status import MessageStatus as S
 from sendq.store import MessageStore
 from tests.conftest import RedisServer, make_settings
 from tests.helpers import new_message, phone
+from tests.processes import Cluster
 from tests.test_e2e import MakeCluster, cluster_factory, wait_final
 from worker.app import health_check_key
 
@@ -57,6 +58,18 @@ async def between_cron_ticks() -> None:
     await asyncio.sleep((0.6 - utcnow().microsecond / 1e6) % 1.0)
 
 
+async def start(
+    real_arq: ArqRedis, redis_server: RedisServer, cluster_factory: MakeCluster, **overrides: Any
+) -> tuple[Scheduler, Cluster]:
+    """A running worker and mock provider with ``overrides``, and an intake that sees the queue as they do."""
+    scheduler, settings = intake(real_arq, redis_server, **overrides)
+    cluster = cluster_factory(**overrides)
+    await asyncio.to_thread(cluster.start_provider)
+    cluster.start_worker()
+    await wait_worker_up(real_arq, settings)
+    return scheduler, cluster
+
+
 class QueueOverCap(AssertionError):
     """arq's queue held more dispatch jobs than SENDQ_QUEUE_MAX_JOBS (plus the slack the test allows)."""
 
@@ -67,11 +80,7 @@ async def test_batch_far_larger_than_the_queue(
     """400 messages in one batch, queue capped at 25 jobs: intake writes at most 25, the queue never holds more
     (but for the slack below) while the worker drains it, and every message is sent exactly once."""
     max_jobs, count = 25, 400
-    scheduler, settings = intake(real_arq, redis_server, queue_max_jobs=max_jobs)
-    cluster = cluster_factory(queue_max_jobs=max_jobs)
-    await asyncio.to_thread(cluster.start_provider)
-    cluster.start_worker()
-    await wait_worker_up(real_arq, settings)
+    scheduler, cluster = await start(real_arq, redis_server, cluster_factory, queue_max_jobs=max_jobs)
 
     await between_cron_ticks()
     results = await scheduler.program_many([new_message(to=phone(i), body=f"message {i}") for i in range(count)])
@@ -118,11 +127,7 @@ async def test_message_beyond_enqueue_ahead_gets_its_job_from_the_hand_over(
     """SENDQ_ENQUEUE_AHEAD_S=2 and a message for now + 5 s: no arq job at intake; the hand-over gives it one no
     earlier than 2 s before its time, and it is sent at its time (not before, and within a few seconds)."""
     ahead_s, later_s = 2, 5
-    scheduler, settings = intake(real_arq, redis_server, enqueue_ahead_s=ahead_s)
-    cluster = cluster_factory(enqueue_ahead_s=ahead_s)
-    await asyncio.to_thread(cluster.start_provider)
-    cluster.start_worker()
-    await wait_worker_up(real_arq, settings)
+    scheduler, cluster = await start(real_arq, redis_server, cluster_factory, enqueue_ahead_s=ahead_s)
 
     send_at = whole_ms(utcnow() + timedelta(seconds=later_s))
     programmed = (await scheduler.program(new_message(send_at=send_at))).message
