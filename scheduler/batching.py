@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from scheduler.intake import Scheduler
+from scheduler.intake import Prepared, Scheduler
 from sendq import keys
 from sendq.batches import Batch, BatchStore
 from sendq.errors import InvalidInput, MessageNotFound
@@ -64,18 +64,22 @@ class BatchIntake:
     async def add(self, items: Sequence[tuple[int, NewMessage | InvalidInput]]) -> list[ItemResult]:
         """Program a chunk of numbered items; refused ones come back with their error."""
         results: list[ItemResult] = []
-        # Two chunks in flight: while Redis runs one chunk's scripts, this process builds and judges the next.
-        pending: list[asyncio.Task[list[ItemResult]]] = []
+        # Two stages: while one chunk is being stored (Redis runs its scripts), the next is built and judged. The
+        # stores run one after another in order, so of two items with one reference_id the first is stored.
+        storing: asyncio.Task[list[ItemResult]] | None = None
         try:
             for start in range(0, len(items), CHUNK):
-                pending.append(asyncio.create_task(self._chunk(items[start : start + CHUNK])))
-                if len(pending) == 2:
-                    results += await pending.pop(0)
-            while pending:
-                results += await pending.pop(0)
+                chunk = items[start : start + CHUNK]
+                prepared = await self.scheduler.prepare_many(self._stamped(chunk), now=self.now)
+                if storing is not None:
+                    results += await storing
+                storing = asyncio.create_task(self._store(chunk, prepared))
+            if storing is not None:
+                results += await storing
+                storing = None
         finally:
-            for task in pending:  # an error on the way: do not leave a chunk running unobserved
-                task.cancel()
+            if storing is not None:  # an error on the way: do not leave a chunk being stored unobserved
+                storing.cancel()
         for r in results:
             if r.message is None:
                 self.batch.rejected += 1
@@ -86,9 +90,9 @@ class BatchIntake:
                 self.batch.content = r.message.body if r.message.body is not None else r.message.template
         return results
 
-    async def _chunk(self, items: Sequence[tuple[int, NewMessage | InvalidInput]]) -> list[ItemResult]:
-        valid = [(n, item) for n, item in items if not isinstance(item, InvalidInput)]
-        stamped = [
+    def _stamped(self, items: Sequence[tuple[int, NewMessage | InvalidInput]]) -> list[NewMessage]:
+        """The valid items as messages of this batch."""
+        return [
             item.model_copy(
                 update={
                     "subaccount": self.batch.subaccount,
@@ -97,9 +101,15 @@ class BatchIntake:
                     "created_by": item.created_by or self.batch.created_by,
                 }
             )
-            for _, item in valid
+            for _, item in items
+            if not isinstance(item, InvalidInput)
         ]
-        done = dict(zip((n for n, _ in valid), await self.scheduler.program_many(stamped, now=self.now), strict=True))
+
+    async def _store(
+        self, items: Sequence[tuple[int, NewMessage | InvalidInput]], prepared: Prepared
+    ) -> list[ItemResult]:
+        valid = [n for n, item in items if not isinstance(item, InvalidInput)]
+        done = dict(zip(valid, await self.scheduler.store_prepared(prepared), strict=True))
         out = []
         for number, item in items:
             outcome = item if isinstance(item, InvalidInput) else done[number]

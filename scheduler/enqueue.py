@@ -69,10 +69,10 @@ class Queue:
     """arq's queue as sendq uses it: only messages due soon get a job there, and only so many at once.
 
     A waiting message is always in the store's due index; its arq job (about 345 bytes of Redis memory) is written
-    when it comes within ``ahead`` of its time and the queue holds fewer than ``max_jobs`` jobs. The hand-over
-    sweep (``scheduler.sweeps.hand_over_due``, every second) gives the others theirs as time passes and the queue
-    drains. So a million messages programmed for tomorrow, or a backlog far larger than the workers' pace, costs
-    the store's record only, and arq holds a bounded queue.
+    when it comes within ``ahead`` of its time and the queue has room (``Room``). The hand-over sweep
+    (``scheduler.sweeps.hand_over_due``, every second) gives the others theirs as time passes and the queue drains.
+    So a million messages programmed for tomorrow, or a backlog far larger than the workers' pace, costs the store's
+    record only, and arq holds a bounded queue.
     """
 
     name: str
@@ -87,9 +87,42 @@ class Queue:
         """Whether a job due at ``due_at`` (None: now) goes into arq now rather than at a later hand-over."""
         return due_at is None or due_at <= now + self.ahead
 
-    async def room(self, arq: ArqRedis) -> int:
-        """How many more jobs the queue takes now (none when it is full)."""
-        return max(0, self.max_jobs - int(await arq.zcard(self.name)))
+    async def room(self, arq: ArqRedis, now: datetime) -> "Room":
+        """How many more jobs the queue takes now (see ``Room``)."""
+        now_ms = int(now.timestamp() * 1000)
+        async with arq.pipeline(transaction=False) as pipe:
+            pipe.zcount(self.name, "-inf", now_ms)
+            pipe.zcount(self.name, "-inf", now_ms + int(self.ahead.total_seconds() * 1000))
+            due, soon = await pipe.execute()
+        return Room(ready=self.max_jobs - int(due), soon=self.max_jobs - int(soon))
+
+
+@dataclass(slots=True)
+class Room:
+    """Places left in arq's queue, in two allowances of ``max_jobs`` each.
+
+    ``ready`` counts down from the jobs already due: a message due now never waits behind a campaign deferred a
+    few seconds ahead. ``soon`` counts down from every job due within ``ahead`` (jobs further out, as an older
+    sendq wrote them, take no place). So the queue holds at most about twice ``max_jobs`` jobs.
+    """
+
+    ready: int
+    soon: int
+
+    def take(self, at: datetime | None, now: datetime) -> bool:
+        """Take a place for a job due at ``at`` (None: now); False when its allowance is used up."""
+        if at is None or at <= now:
+            if self.ready <= 0:
+                return False
+            self.ready -= 1
+        elif self.soon <= 0:
+            return False
+        self.soon -= 1
+        return True
+
+    @property
+    def left(self) -> bool:
+        return self.ready > 0 or self.soon > 0
 
 
 async def enqueue_dispatch(arq: ArqRedis, message_id: str, version: int, *, at: datetime | None, queue: Queue) -> bool:
@@ -99,7 +132,8 @@ async def enqueue_dispatch(arq: ArqRedis, message_id: str, version: int, *, at: 
     Returns False when the job was left to the hand-over sweep (due later, or no room), or when that versioned
     job already exists (arq answers None), which is fine: it will run.
     """
-    if not queue.takes(at, datetime.now(UTC)) or not await queue.room(arq):
+    now = datetime.now(UTC)
+    if not queue.takes(at, now) or not (await queue.room(arq, now)).take(at, now):
         return False
     if at is not None and at <= datetime.now(UTC):
         # arq derives the job key's expiry from the defer time; one far in the past makes it negative (PSETEX

@@ -79,6 +79,17 @@ def _refused(message: Message, verdict: Verdict, now: datetime) -> Message:
     return message.model_copy(update=changes)
 
 
+@dataclass(slots=True)
+class Prepared:
+    """Messages built and judged, not stored yet (``Scheduler.prepare_many``)."""
+
+    now: datetime
+    #: per input item: its result when it was refused already (InvalidInput), None when it is in ``judged``
+    results: list[Programmed | InvalidInput | None]
+    #: (input index, the record as the rules leave it, held for an operator)
+    judged: list[tuple[int, Message, bool]]
+
+
 class Scheduler:
     """Admits messages into the store and keeps their arq jobs in step with it."""
 
@@ -170,25 +181,35 @@ class Scheduler:
         """``program`` for many messages of one subaccount with a few pipelined round trips (batch intake):
         one to read the rules, one to store, one to enqueue. Each result is the message or why it was refused.
         """
-        if not news:
-            return []
+        return await self.store_prepared(await self.prepare_many(news, now=now))
+
+    async def prepare_many(self, news: Sequence[NewMessage], *, now: datetime | None = None) -> "Prepared":
+        """The first half of ``program_many``: build the records and judge them (one read of the rules). Batch
+        intake prepares the next chunk while the previous one is being stored."""
         now = whole_ms(now or utcnow())
+        prepared = Prepared(now, [None] * len(news), [])
+        if not news:
+            return prepared
         subaccount = news[0].subaccount
         if any(n.subaccount != subaccount for n in news):
             raise ValueError("program_many takes messages of one subaccount")
-        results: list[Programmed | InvalidInput | None] = [None] * len(news)
         built: list[tuple[int, Message]] = []
         for i, new in enumerate(news):
             try:
                 built.append((i, self.build(new, now)))
             except InvalidInput as exc:
-                results[i] = exc
+                prepared.results[i] = exc
         ctxs = await self.subaccounts.contexts(subaccount, [(m.channel, m.to) for _, m in built])
-        judged = [(i, *self.judge(m, ctx, now)) for (i, m), ctx in zip(built, ctxs, strict=True)]
-        stored = await self.store.create_many([(m, held) for _, m, held in judged])
+        prepared.judged = [(i, *self.judge(m, ctx, now)) for (i, m), ctx in zip(built, ctxs, strict=True)]
+        return prepared
+
+    async def store_prepared(self, prepared: "Prepared") -> list[Programmed | InvalidInput]:
+        """The second half of ``program_many``: store the judged records, then enqueue what is due soon."""
+        results, now = prepared.results, prepared.now
+        stored = await self.store.create_many([(m, held) for _, m, held in prepared.judged])
         jobs: list[tuple[str, int, datetime | None]] = []
         existing: dict[int, str] = {}
-        for (i, message, held), (found_id, created) in zip(judged, stored, strict=True):
+        for (i, message, held), (found_id, created) in zip(prepared.judged, stored, strict=True):
             if not created:
                 existing[i] = found_id
                 continue
@@ -212,7 +233,9 @@ class Scheduler:
         soon = sorted((job for job in jobs if self.queue.takes(job[2], now)), key=lambda job: job[2] or now)
         try:
             if soon:
-                await enqueue_many(self.arq, soon[: await self.queue.room(self.arq)], queue_name=self.queue.name)
+                room = await self.queue.room(self.arq, now)
+                taken = [job for job in soon if room.take(job[2], now)]
+                await enqueue_many(self.arq, taken, queue_name=self.queue.name)
         except RedisError as exc:
             # As in `program`: the messages are stored, so the call succeeded; the sweep gives them their jobs.
             log.warning("batch.enqueue_deferred_to_sweep", messages=len(soon), error=repr(exc))

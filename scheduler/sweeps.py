@@ -181,35 +181,43 @@ async def hand_over_due(store: MessageStore, arq: ArqRedis, queue: Queue, now: d
 
 
 async def _hand_over(store: MessageStore, arq: ArqRedis, queue: Queue, now: datetime, report: SweepReport) -> None:
-    room = await queue.room(arq)
+    room = await queue.room(arq, now)
     until = now + queue.ahead
     offset = 0
-    while room > 0 and offset < HAND_OVER_SCAN_LIMIT:
-        page = await store.waiting_due(until, SWEEP_LIMIT, offset)
-        jobless = await _jobless(store, arq, page)
-        taken = jobless[:room]
+    while room.left and offset < HAND_OVER_SCAN_LIMIT:
+        page = await store.due_entries(until, SWEEP_LIMIT, offset)
+        taken = [job for job in await _jobless(store, arq, queue, page) if room.take(job[2], now)]
         if taken:
-            await enqueue_many(arq, [(m.id, m.job_version, m.due_at) for m in taken], queue_name=queue.name)
-        room -= len(taken)
+            await enqueue_many(arq, taken, queue_name=queue.name)
         report.handed_over += len(taken)
         if len(page) < SWEEP_LIMIT:
             return
         offset += len(page)
 
 
-async def _jobless(store: MessageStore, arq: ArqRedis, ids: list[str]) -> list[Message]:
-    """The waiting messages among ``ids`` whose current job is neither queued nor running, in order."""
+async def _jobless(
+    store: MessageStore, arq: ArqRedis, queue: Queue, page: list[tuple[str, datetime]]
+) -> list[tuple[str, int, datetime]]:
+    """(id, job version, due time) of the waiting messages of ``page`` whose current job is neither queued nor
+    running, in due order. A queued job needs both its queue entry and its job key: a job key without its queue
+    entry (a crash between the two writes) never runs, and a queue entry without its key fails as expired."""
     # A deferred blocked_time message is due like a programmed one: its job releases it.
-    waiting = {MessageStatus.PROGRAMMED, MessageStatus.BLOCKED_TIME}
-    messages = [m for m in await store.get_many(ids) if m.status in waiting]
-    if not messages:
+    versions = await store.waiting_versions([message_id for message_id, _ in page])
+    waiting = [(i, versions[i], due) for i, due in page if i in versions]
+    if not waiting:
         return []
     async with arq.pipeline(transaction=False) as pipe:
-        for m in messages:
-            job_id = dispatch_job_id(m.id, m.job_version)
-            pipe.exists(job_key_prefix + job_id, in_progress_key_prefix + job_id)
-        alive = await pipe.execute()
-    return [m for m, count in zip(messages, alive, strict=True) if not count]
+        for message_id, version, _ in waiting:
+            job_id = dispatch_job_id(message_id, version)
+            pipe.zscore(queue.name, job_id)
+            pipe.exists(job_key_prefix + job_id)
+            pipe.exists(in_progress_key_prefix + job_id)
+        replies = await pipe.execute()
+    alive = [
+        (score is not None and has_key) or running
+        for score, has_key, running in zip(replies[::3], replies[1::3], replies[2::3], strict=True)
+    ]
+    return [job for job, ok in zip(waiting, alive, strict=True) if not ok]
 
 
 async def time_out_receipts(store: MessageStore, now: datetime, report: SweepReport) -> None:

@@ -27,6 +27,17 @@ not exhaust its index, entries of that index are unknown yet). The union is exha
 index is and no entry was left over. A message that changes status keeps its place in the order, so it is
 listed exactly once however it moves between pages.
 
+Batch intake gives every message of a batch the same creation ms, so one tie group can be far larger than a
+chunk. When a whole chunk is entries of the cursor's ms already walked, the walk jumps: a binary search
+(``_tie_offset``, separate reads) counts the walked part of the group, and the next read starts there. Entries
+can leave an index between the search and the read (a message changing status leaves its status index), and
+then the count is too high: the read would start past entries not listed yet, and nothing in it would show.
+So the read starts one entry earlier, in the same read (the same ``MULTI`` for the union), and the jump counts
+only when that first entry is one already walked (then so is everything before it, in that one view); else the
+count is made again, a few times at most, and after that the round hands back nothing (charged to the budget,
+the next call goes on from the same position). A count that is too low costs nothing: walked entries are
+dropped from every chunk anyway.
+
 The work per call is bounded: at most ``SCAN_FACTOR * limit`` (and ``MAX_SCAN``) candidates are examined, in
 chunks of at most ``MAX_CHUNK`` so that no script call holds Redis for more than a few ms (the union reads at
 most ``limit + 1`` entries of each status index per round). When a selective combination of filters runs the
@@ -90,6 +101,8 @@ _CURSOR_PAYLOAD: Final = re.compile(r"(0|[1-9][0-9]{0,15}):(.{1,255})", re.DOTAL
 #: base64url without padding of the longest payload (16 digits, ":", 255 four-byte characters)
 _CURSOR_TEXT: Final = re.compile(r"[A-Za-z0-9_-]{2,1400}")
 _MAX_SCORE: Final = 2**53
+#: how many times a jump over a tie group is worked out before the round gives up (see the module docstring)
+_JUMP_TRIES: Final = 3
 
 
 class InvalidCursor(ValueError):
@@ -230,10 +243,14 @@ class _Position:
 
 
 async def _tie_offset(redis: Redis, key: str, score: int, member: bytes) -> int:
-    """How many entries with ``score`` sort before ``member`` (id descending) : binary search over the group.
+    """How many entries with ``score`` sort before ``member`` or are it (id descending): binary search over the
+    group.
 
     Needed only when more messages share one creation ms than a whole chunk holds; each probe is a
-    ``ZREVRANGEBYSCORE ... LIMIT offset 1`` within that single score, so other writes cannot shift it.
+    ``ZREVRANGEBYSCORE ... LIMIT offset 1`` within that single score, so new messages (created later) cannot
+    shift it. Messages of the group that join the index meanwhile can only make the count too low (harmless),
+    but walked ones that leave it, between the probes or before the read that uses the count, make it too
+    high: such a read must be checked (``_jump``, ``_landed``).
     """
     low, high = 0, int(await redis.zcount(key, score, score))
     while low < high:
@@ -244,6 +261,23 @@ async def _tie_offset(redis: Redis, key: str, score: int, member: bytes) -> int:
         else:
             high = mid
     return low
+
+
+def _jump(offset: int, count: int) -> tuple[int, int]:
+    """Where to read (start, number of entries) for ``count`` entries past the first ``offset`` of the walk,
+    as ``_tie_offset`` counted them: from the last of those ``offset`` on, so ``_landed`` can check the count."""
+    return (offset - 1, count + 1) if offset else (0, count)
+
+
+def _landed(pos: _Position, rows: list[_Row], offset: int) -> list[_Row] | None:
+    """The rows of a read made with ``_jump(offset, ...)`` past its first one, when that one was walked
+    already (so is every entry before it: nothing unlisted was jumped over); None when it was not, or there is
+    none (walked entries left the index after they were counted: the count is too high)."""
+    if not offset:
+        return rows
+    if rows and not pos.ahead(rows[0][0], rows[0][1]):
+        return rows[1:]
+    return None
 
 
 #: a walk's next step: up to ``count`` entries strictly after a position, newest first, and whether nothing is
@@ -266,42 +300,78 @@ async def _walk(
     """
     top, low = _bounds(pos, bottom)
 
-    async def read(offset: int) -> list[_Row]:
+    async def read(start: int, num: int) -> list[_Row]:
         if not others:
-            rows = await redis.zrevrangebyscore(key, top, low, start=offset, num=count, withscores=True)
+            rows = await redis.zrevrangebyscore(key, top, low, start=start, num=num, withscores=True)
             return [(member, int(score), True) for member, score in rows]
         # One script call reads the chunk and checks it: no candidate ids travel back and forth.
         # EVAL, not EVALSHA: the script is small, and a NOSCRIPT error reply would drop the connection to the
         # embedded server of `sendq dev` (see MessageStore._load_scripts). redis-py types ``eval`` as its sync
         # client's; on the asyncio client it returns an awaitable.
-        reply = redis.eval(_RANGE, 1 + len(others), key, *others, top, low, str(offset), str(count))
+        reply = redis.eval(_RANGE, 1 + len(others), key, *others, top, low, str(start), str(num))
         flat, flags = await cast("Awaitable[tuple[list[bytes], bytes]]", reply)
         return [(flat[i], int(float(flat[i + 1])), flags[i // 2] == ord("1")) for i in range(0, len(flat), 2)]
 
-    rows = await read(0)
+    rows = await read(0, count)
+    if pos.walked(rows) == count and pos.score is not None and pos.member is not None:
+        # The whole chunk was one tie group at or before the position: jump past it instead of paging through,
+        # from the last entry counted as walked, which must still be one (see the module docstring).
+        for _ in range(_JUMP_TRIES):
+            offset = await _tie_offset(redis, key, pos.score, pos.member)
+            landed = _landed(pos, await read(*_jump(offset, count)), offset)
+            if landed is not None:
+                rows = landed
+                break
+        else:
+            # Walked entries kept leaving the group under the search: no jump is safe, and the chunk from the
+            # position holds only walked entries. Nothing this round; the caller charges it to its budget.
+            return [], False
     exhausted = len(rows) < count
-    skip = pos.walked(rows)
-    if skip == count and pos.score is not None and pos.member is not None:
-        # The whole chunk was one tie group at or before the position: jump past it instead of paging through.
-        rows = await read(await _tie_offset(redis, key, pos.score, pos.member))
-        exhausted = len(rows) < count
-        # The group may have changed between the reads; never hand back an entry already walked.
-        skip = pos.walked(rows)
-    return rows[skip:], exhausted
+    # The group may have changed between the reads; never hand back an entry already walked.
+    return rows[pos.walked(rows) :], exhausted
 
 
 async def _read_chunks(
-    redis: Redis, reads: Sequence[tuple[str, int]], pos: _Position, bottom: int | None, count: int
+    redis: Redis, reads: Sequence[tuple[str, int, int]], pos: _Position, bottom: int | None
 ) -> list[list[_Row]]:
-    """For each ``(key, offset)``: up to ``count`` entries of ``key`` from ``pos`` down to ``bottom``, from
-    ``offset`` on (``ZREVRANGEBYSCORE ... LIMIT offset count``), all in one ``MULTI``/``EXEC``: one round trip,
-    and one consistent view of every key (a message moving between them is in exactly one of the chunks)."""
+    """For each ``(key, start, num)``: up to ``num`` entries of ``key`` from ``pos`` down to ``bottom``, from
+    ``start`` on (``ZREVRANGEBYSCORE ... LIMIT start num``), all in one ``MULTI``/``EXEC``: one round trip, and
+    one consistent view of every key (a message moving between them is in exactly one of the chunks)."""
     top, low = _bounds(pos, bottom)
     async with redis.pipeline(transaction=True) as pipe:
-        for key, offset in reads:
-            pipe.zrevrangebyscore(key, top, low, start=offset, num=count, withscores=True)
+        for key, start, num in reads:
+            pipe.zrevrangebyscore(key, top, low, start=start, num=num, withscores=True)
         replies = await pipe.execute()
     return [[(member, int(score), True) for member, score in rows] for rows in replies]
+
+
+async def _jump_union(
+    redis: Redis, union: Sequence[str], pos: _Position, bottom: int | None, count: int, chunks: list[list[_Row]]
+) -> list[list[_Row]] | None:
+    """Every key's chunk read again in one view: from ``pos`` for most, but past the walked part of its tie
+    group for a key whose chunk in ``chunks`` (read from ``pos``) holds only walked entries, as ``_walk`` does
+    (from the last entry counted as walked, which must still be one). None when no jump could be checked
+    (see the module docstring)."""
+    if pos.score is None or pos.member is None:
+        return chunks  # a position without an id has walked nothing: there is no walked part to jump over
+    reads = [(key, 0, count) for key in union]
+    jumps = [i for i, chunk in enumerate(chunks) if pos.walked(chunk) == count]
+    offsets: dict[int, int] = {}
+    for _ in range(_JUMP_TRIES):
+        for i in jumps:
+            if i not in offsets:  # the first time, or the count was found too high: count again
+                offsets[i] = await _tie_offset(redis, union[i], pos.score, pos.member)
+                reads[i] = (union[i], *_jump(offsets[i], count))
+        jumped = await _read_chunks(redis, reads, pos, bottom)
+        for i in jumps:
+            landed = _landed(pos, jumped[i], offsets[i])
+            if landed is None:
+                del offsets[i]
+            else:
+                jumped[i] = landed
+        if len(offsets) == len(jumps):
+            return jumped
+    return None
 
 
 async def _walk_union(
@@ -313,15 +383,14 @@ async def _walk_union(
 
     Returns the entries and whether the union is exhausted (every key is, and no entry was left over).
     """
-    reads = [(key, 0) for key in union]
-    chunks = await _read_chunks(redis, reads, pos, bottom, count)
-    if pos.score is not None and pos.member is not None and any(pos.walked(c) == count for c in chunks):
-        # A key's whole chunk was one tie group at or before the position: jump past it in that key (as
-        # ``_walk`` does), then read every key again, so that all the chunks still come from one view.
-        for i, chunk in enumerate(chunks):
-            if pos.walked(chunk) == count:
-                reads[i] = (union[i], await _tie_offset(redis, union[i], pos.score, pos.member))
-        chunks = await _read_chunks(redis, reads, pos, bottom, count)
+    chunks = await _read_chunks(redis, [(key, 0, count) for key in union], pos, bottom)
+    if any(pos.walked(c) == count for c in chunks):
+        # A key's whole chunk was one tie group at or before the position: jump past it in that key.
+        jumped = await _jump_union(redis, union, pos, bottom, count, chunks)
+        if jumped is None:
+            # Walked entries kept leaving a group under the search: no jump is safe this round (see ``_walk``).
+            return [], False
+        chunks = jumped
     merged: list[_Row] = []
     #: the newest end among the chunks of keys with more past them: beyond it the union is not known yet
     reach: tuple[int, bytes] | None = None

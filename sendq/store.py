@@ -378,6 +378,28 @@ class MessageStore:
         ids = await self.redis.zrangebyscore(keys.DUE, "-inf", to_ms(until), start=offset, num=limit)
         return [_str(i) for i in ids]
 
+    async def due_entries(self, until: datetime, limit: int, offset: int = 0) -> list[tuple[str, datetime]]:
+        """``waiting_due`` with each message's due time."""
+        rows = await self.redis.zrangebyscore(keys.DUE, "-inf", to_ms(until), start=offset, num=limit, withscores=True)
+        return [(_str(i), from_ms(int(score))) for i, score in rows]
+
+    async def waiting_versions(self, message_ids: Sequence[str]) -> dict[str, int]:
+        """The job version of each message that is waiting (programmed or blocked_time); the others, and records
+        that cannot be read, are left out. Reads two fields, not the record (the hand-over runs every second)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for message_id in message_ids:
+                pipe.hmget(keys.message(message_id), ["status", "job_version"])
+            replies = await pipe.execute()
+        waiting = {s.value for s in WAITING_STATUSES}
+        out: dict[str, int] = {}
+        for message_id, (status, version) in zip(message_ids, replies, strict=True):
+            if status is not None and _str(status) in waiting:
+                try:
+                    out[message_id] = int(version) if version is not None else 1  # absent: the default
+                except ValueError:
+                    continue  # not a record sendq wrote; never let one stop every hand-over
+        return out
+
     async def awaiting_receipt(self, until: datetime, limit: int) -> list[str]:
         """Ids of messages whose receipt deadline passed by ``until``, oldest deadline first."""
         ids = await self.redis.zrangebyscore(keys.AWAITING, "-inf", to_ms(until), start=0, num=limit)

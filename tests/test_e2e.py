@@ -14,15 +14,18 @@ from typing import Any
 
 import pytest
 from arq.connections import ArqRedis
+from redis.asyncio import Redis
 
 from scheduler.backoff import BackoffPolicy
 from scheduler.intake import Scheduler
 from sendq.message import Message, utcnow
+from sendq.settings import Settings
 from sendq.status import FINAL_STATUSES, MessageStatus as S
 from sendq.store import MessageStore
 from tests.conftest import RedisServer, make_settings
 from tests.helpers import new_message
 from tests.processes import Cluster
+from worker.app import health_check_key
 
 pytestmark = [pytest.mark.redis, pytest.mark.e2e]
 
@@ -34,6 +37,14 @@ async def scheduler_real(real_arq: ArqRedis, redis_server: RedisServer) -> Sched
 
 
 MakeCluster = Callable[..., Cluster]
+
+
+async def wait_worker_up(arq: Redis, settings: Settings, timeout_s: float = 20) -> None:
+    """Until a worker's poll loop runs (it writes the queue's health-check key; ``real_arq`` starts empty)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not await arq.exists(health_check_key(settings)):
+        assert asyncio.get_running_loop().time() < deadline, "the worker did not start"
+        await asyncio.sleep(0.05)
 
 
 @pytest.fixture
@@ -104,6 +115,9 @@ async def test_sigkill_mid_run_loses_nothing_sends_nothing_twice(
     cluster = cluster_factory(provider_args=["--latency-ms", "100"])
     await asyncio.to_thread(cluster.start_provider)
     victim = cluster.start_worker()
+    # The victim polls before anything is programmed (on a busy machine a worker can take seconds to start; one
+    # that had not taken any job yet when killed would leave nothing for the sweep to recover).
+    await wait_worker_up(scheduler_real.store.redis, scheduler_real.settings)
     cluster.start_worker()
     ids = await program_many(scheduler_real, 500, spread_s=4, immediate_share=0.2)
     await asyncio.sleep(2.0)

@@ -23,8 +23,7 @@ from sendq.store import MessageStore
 from tests.conftest import RedisServer, make_settings
 from tests.helpers import new_message, phone
 from tests.processes import Cluster
-from tests.test_e2e import MakeCluster, cluster_factory, wait_final
-from worker.app import health_check_key
+from tests.test_e2e import MakeCluster, cluster_factory, wait_final, wait_worker_up
 
 pytestmark = [pytest.mark.redis, pytest.mark.e2e]
 __all__ = ["cluster_factory"]  # fixture shared with test_e2e
@@ -42,14 +41,6 @@ async def dispatch_jobs(arq: ArqRedis) -> list[str]:
     """The dispatch jobs in arq's queue (it also holds the cron jobs `cron:sweep:…` and `cron:hand_over:…`)."""
     members = [m.decode() if isinstance(m, bytes) else str(m) for m in await arq.zrange(QUEUE, 0, -1)]
     return [m for m in members if m.startswith("dispatch:")]
-
-
-async def wait_worker_up(arq: ArqRedis, settings: Settings, timeout_s: float = 20) -> None:
-    """Until the worker's poll loop runs (it writes its health-check key), so that intake races its sweeps."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not await arq.exists(health_check_key(settings)):
-        assert asyncio.get_running_loop().time() < deadline, "the worker did not start"
-        await asyncio.sleep(0.05)
 
 
 async def between_cron_ticks() -> None:

@@ -198,3 +198,46 @@ async def test_single_messages_respect_the_queue_room(
     ids = [(await scheduler.program(new_message(to=phone(i)))).message.id for i in range(4)]
     queued = sorted(m.decode() for m in await fake_arq.zrange(settings.queue_name, 0, -1))
     assert queued == sorted(f"dispatch:{i}:1" for i in ids[:2])
+
+
+async def test_a_message_due_now_never_waits_behind_jobs_due_later(
+    store: MessageStore, fake_arq: ArqRedis, settings: Settings
+) -> None:
+    """A queue full of jobs deferred a few seconds (a campaign) or far ahead (as an older sendq wrote them) still
+    takes a message due now: jobs already due have their own allowance."""
+    small = settings.model_copy(update={"queue_max_jobs": 3})
+    scheduler = Scheduler(store, fake_arq, small)
+    soon = utcnow() + timedelta(seconds=30)
+    await scheduler.program_many([new_message(to=phone(i), send_at=soon) for i in range(5)])
+    assert await fake_arq.zcard(small.queue_name) == 3  # the campaign's allowance is used up
+    await fake_arq.zadd(small.queue_name, {f"dispatch:legacy{i}:1": to_ms(utcnow()) + 86_400_000 for i in range(5)})
+    now_due = (await scheduler.program(new_message(to=phone(9)))).message
+    assert await fake_arq.zscore(small.queue_name, now_due.job_id) is not None
+    report = await run_sweeps(store, fake_arq, small, utcnow())
+    assert report.handed_over == 0  # the other two campaign messages wait for room
+
+
+async def test_batch_intake_stores_chunks_in_order(scheduler: Scheduler, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks are prepared while the previous one is stored, but stored in order: of two items of a batch with
+    one reference_id, the first is the one stored, and the second answers with it."""
+    from scheduler import batching
+
+    monkeypatch.setattr(batching, "CHUNK", 2)
+    intake = await batching.BatchIntake.start(scheduler, "acme")
+    items = [new_message(to=phone(i), body=f"body {i}", reference_id=f"r{i % 3}") for i in range(6)]
+    results = await intake.add(list(enumerate(items)))
+    assert [(r.number, r.created) for r in results] == [(i, i < 3) for i in range(6)]
+    for r in results:
+        assert r.message is not None and r.message.body == f"body {r.number % 3}"
+
+
+async def test_a_job_key_without_its_queue_entry_is_no_job(
+    scheduler: Scheduler, store: MessageStore, fake_arq: ArqRedis, settings: Settings
+) -> None:
+    """A crash between the two writes of a job (key, then queue entry) leaves a key that never runs: the
+    hand-over writes the job again."""
+    msg = (await scheduler.program(new_message())).message
+    await fake_arq.zrem(settings.queue_name, msg.job_id)
+    report = await run_sweeps(store, fake_arq, settings, utcnow())
+    assert report.handed_over == 1
+    assert await fake_arq.zscore(settings.queue_name, msg.job_id) is not None

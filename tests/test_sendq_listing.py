@@ -8,7 +8,7 @@ the status indexes: those tests spread their messages over every status, moved t
 import base64
 import random
 import string
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -132,6 +132,21 @@ def expected(specs: Iterable[Spec], flt: MessageFilter) -> list[str]:
         and (flt.created_to is None or s.created_at < flt.created_to)
     ]
     return [s.id for s in sorted(chosen, key=lambda s: (s.ms, s.id), reverse=True)]
+
+
+async def pages_with(
+    lstore: MessageStore, flt: MessageFilter, limit: int, between: Callable[[], Awaitable[None]]
+) -> list[str]:
+    """Every page's ids, following the cursors, with ``between()`` run before each next page is asked for."""
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        page = await list_messages(lstore, flt, limit=limit, cursor=cursor)
+        seen += [m.id for m in page.messages]
+        if page.next_cursor is None:
+            return seen
+        cursor = page.next_cursor
+        await between()
 
 
 async def collect(store: MessageStore, flt: MessageFilter, limit: int, max_pages: int = 10_000) -> list[str]:
@@ -282,15 +297,10 @@ async def test_new_messages_between_pages(lstore: MessageStore) -> None:
     for fields in variants:
         flt = MessageFilter("acme", **fields)
         want = expected(specs, flt)
-        seen: list[str] = []
-        cursor: str | None = None
-        while True:
-            page = await list_messages(lstore, flt, limit=3, cursor=cursor)
-            seen += [m.id for m in page.messages]
-            if page.next_cursor is None:
-                break
-            cursor = page.next_cursor
+
+        async def arrive() -> None:
             # Newer messages of every kind, some sharing one ms, arrive before the next page is asked for.
+            nonlocal newest
             newest += 1
             fresh = [
                 Spec(new_message_id(to_ms(T0) + newest), newest, status=status, channel=channel)
@@ -298,8 +308,9 @@ async def test_new_messages_between_pages(lstore: MessageStore) -> None:
                 for channel in (Channel.SMS, Channel.EMAIL)
             ]
             await create(lstore, fresh)
-            specs += fresh  # the next listing from the top sees them
-        assert seen == want, fields
+            specs.extend(fresh)  # the next listing from the top sees them
+
+        assert await pages_with(lstore, flt, 3, arrive) == want, fields
 
 
 async def test_other_subaccounts_are_invisible(lstore: MessageStore) -> None:
@@ -641,6 +652,57 @@ async def test_union_tie_group_larger_than_a_chunk(lstore: MessageStore, monkeyp
         for limit in (1, 2, 5, 100, 149):
             assert await collect(lstore, flt, limit) == want, (fields, limit)
     assert jumps > 0  # the groups were jumped over, not paged through
+
+
+@pytest.mark.parametrize("races", [1, 1000], ids=["once", "every-time"])
+@pytest.mark.parametrize(
+    "fields",
+    [{}, {"status": S.PROGRAMMED}, {"status": S.PROGRAMMED, "channel": Channel.SMS}],
+    ids=["union", "index", "checked"],
+)
+async def test_tie_jump_while_listed_messages_leave(
+    lstore: MessageStore, monkeypatch: pytest.MonkeyPatch, fields: dict[str, Any], races: int
+) -> None:
+    """A batch's messages share one creation ms. While a page jumps over the listed part of that tie group,
+    between the count of the listed part (``_tie_offset``) and the read that uses it, some messages already
+    listed are cancelled: they leave the programmed index, so the count is too high for it. Nothing that
+    stayed is skipped, nothing is listed twice: the jump is checked, counted again (``once``: the next count
+    holds) and, when the count keeps going stale (``every-time``), the round gives up and the next call goes
+    on from the same place."""
+    specs = [Spec(f"b{(n * 37) % 150:03d}", 0) for n in range(150)]
+    specs += [Spec("0-older", -1), Spec("z-newer", 1)]
+    await create(lstore, specs)
+    flt = MessageFilter("acme", **fields)
+    want = expected(specs, flt)  # every message cancelled below was listed before, so the list stays the same
+    seen: list[str] = []
+    cancelled: set[str] = set()
+    tie_offset = sendq.listing._tie_offset
+    stale = 0
+
+    async def racing(redis: Any, key: str, score: int, member: bytes) -> int:
+        nonlocal stale
+        offset = await tie_offset(redis, key, score, member)
+        listed = [i for i in seen if i.startswith("b") and i not in cancelled][:3]  # in the group, still programmed
+        if stale < races and key == keys.index("acme", "status", S.PROGRAMMED.value) and listed:
+            stale += 1
+            for message_id in listed:
+                await move(lstore, message_id, S.PROGRAMMED, S.CANCELLED)
+                cancelled.add(message_id)
+        return offset
+
+    monkeypatch.setattr(sendq.listing, "_tie_offset", racing)
+    cursor: str | None = None
+    for _ in range(1000):
+        page = await list_messages(lstore, flt, limit=10, cursor=cursor)
+        seen += [m.id for m in page.messages]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    else:
+        raise AssertionError("pagination did not end")
+    assert stale > 0 and cancelled  # the race did happen
+    assert len(seen) == len(set(seen))
+    assert seen == want
 
 
 async def test_union_created_range(lstore: MessageStore) -> None:
