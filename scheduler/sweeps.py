@@ -21,11 +21,11 @@ from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix, job_key_prefix
 from redis.exceptions import LockError
 
-from scheduler.enqueue import Queue, enqueue_many
+from scheduler.enqueue import Queue, Room, enqueue_many
 from scheduler.requeue import reprogram
 from sendq import keys
 from sendq.channel import READ_RECEIPT_CHANNELS
-from sendq.message import Message, dispatch_job_id
+from sendq.message import Message, dispatch_job_id, to_ms
 from sendq.settings import Settings
 from sendq.status import MessageStatus
 from sendq.store import MessageStore
@@ -36,6 +36,8 @@ log = structlog.get_logger("sendq.sweep")
 SWEEP_LIMIT = 1000
 #: due messages the hand-over sweep checks per run (those with a job are passed over)
 HAND_OVER_SCAN_LIMIT = 20_000
+#: due messages checked per hand-over when the counts say every one most likely has its job
+AUDIT_SLICE = 500
 #: the hand-over's lock expires after this long if its holder dies
 HAND_OVER_LOCK_S = 30.0
 #: seconds of provider lookups per sweep (each may take a provider timeout); the rest wait for the next sweep
@@ -182,17 +184,50 @@ async def hand_over_due(store: MessageStore, arq: ArqRedis, queue: Queue, now: d
 
 async def _hand_over(store: MessageStore, arq: ArqRedis, queue: Queue, now: datetime, report: SweepReport) -> None:
     room = await queue.room(arq, now)
+    if not room.left:
+        return
     until = now + queue.ahead
+    async with arq.pipeline(transaction=False) as pipe:
+        pipe.zcount(keys.DUE, "-inf", to_ms(until))
+        pipe.zcount(queue.name, "-inf", to_ms(until))
+        waiting, queued = (int(n) for n in await pipe.execute())
+    if waiting <= queued:
+        # As many jobs as waiting messages (jobs in progress pad the count): most likely every one has its job.
+        # Checking them all every second would cost a backlog several commands per message per second, so only
+        # a slice is audited per run, in turn: a lost job is still found, within waiting / AUDIT_SLICE seconds.
+        await _audit(store, arq, queue, now, until, room, report)
+        return
     offset = 0
     while room.left and offset < HAND_OVER_SCAN_LIMIT:
         page = await store.due_entries(until, SWEEP_LIMIT, offset)
-        taken = [job for job in await _jobless(store, arq, queue, page) if room.take(job[2], now)]
-        if taken:
-            await enqueue_many(arq, taken, queue_name=queue.name)
-        report.handed_over += len(taken)
+        await _give_jobs(store, arq, queue, now, page, room, report)
         if len(page) < SWEEP_LIMIT:
             return
         offset += len(page)
+
+
+async def _audit(
+    store: MessageStore, arq: ArqRedis, queue: Queue, now: datetime, until: datetime, room: Room, report: SweepReport
+) -> None:
+    offset = int(await arq.get(keys.HAND_OVER_AUDIT) or 0)
+    page = await store.due_entries(until, AUDIT_SLICE, offset)
+    await _give_jobs(store, arq, queue, now, page, room, report)
+    await arq.set(keys.HAND_OVER_AUDIT, offset + len(page) if len(page) == AUDIT_SLICE else 0)
+
+
+async def _give_jobs(
+    store: MessageStore,
+    arq: ArqRedis,
+    queue: Queue,
+    now: datetime,
+    page: list[tuple[str, datetime]],
+    room: Room,
+    report: SweepReport,
+) -> None:
+    taken = [job for job in await _jobless(store, arq, queue, page) if room.take(job[2], now)]
+    if taken:
+        await enqueue_many(arq, taken, queue_name=queue.name)
+    report.handed_over += len(taken)
 
 
 async def _jobless(

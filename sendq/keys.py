@@ -18,6 +18,8 @@ RETENTION: Final = "sendq:retention"
 EVENTS: Final = "sendq:events"
 #: string: held by the one hand-over running now (``scheduler.sweeps.hand_over_due``)
 HAND_OVER_LOCK: Final = "sendq:lock:hand_over"
+#: string: where in the due index the hand-over's next audit slice starts
+HAND_OVER_AUDIT: Final = "sendq:hand_over:audit"
 #: zset: sent (and delivered, where read receipts exist) messages by their receipt deadline in ms
 AWAITING: Final = "sendq:awaiting"
 

@@ -168,9 +168,29 @@ async def test_hand_over_pages_past_a_live_backlog(
     ids = [(await scheduler.program(new_message(to=f"+141555500{i:02d}"))).message.id for i in range(7)]
     lost = await scheduler.get(ids[-1])
     await fake_arq.delete(f"arq:job:{lost.job_id}")
+    await fake_arq.zrem(settings.queue_name, lost.job_id)
     report = await run_sweeps(store, fake_arq, settings, utcnow())
     assert report.handed_over == 1
     assert await fake_arq.exists(f"arq:job:{lost.job_id}")
+
+
+async def test_a_lost_job_hidden_by_the_counts_is_found_by_the_audit(
+    scheduler: Scheduler, store: MessageStore, fake_arq: ArqRedis, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When arq's queue holds as many jobs as there are waiting messages (a job in progress pads the count), the
+    hand-over checks only a slice of the due index per run, in turn: a lost job is found within a few runs, and
+    the slices go round."""
+    from scheduler import sweeps
+
+    monkeypatch.setattr(sweeps, "AUDIT_SLICE", 2)
+    ids = [(await scheduler.program(new_message(to=phone(i)))).message.id for i in range(5)]
+    order = [i for i, _ in await store.due_entries(utcnow() + timedelta(minutes=1), 10)]
+    lost = await scheduler.get(order[-1])  # in the last slice
+    await fake_arq.delete(f"arq:job:{lost.job_id}")
+    await fake_arq.zadd(settings.queue_name, {"dispatch:in-progress-elsewhere:1": to_ms(utcnow())})
+    found = [(await run_sweeps(store, fake_arq, settings, utcnow())).handed_over for _ in range(4)]
+    assert found == [0, 0, 1, 0]
+    assert await fake_arq.exists(f"arq:job:{lost.job_id}") and sorted(order) == sorted(ids)
 
 
 async def test_concurrent_hand_overs_fill_the_room_once(
