@@ -162,7 +162,9 @@ async def recover_leases(
     return report
 
 
-async def hand_over_due(store: MessageStore, arq: ArqRedis, queue: Queue, now: datetime, report: SweepReport) -> None:
+async def hand_over_due(
+    store: MessageStore, arq: ArqRedis, queue: Queue, now: datetime, report: SweepReport, *, audit: bool = True
+) -> None:
     """Give an arq job to each waiting message due within ``queue.ahead`` that has none, soonest due first, while
     the queue has room (see ``scheduler.enqueue.Queue``).
 
@@ -170,19 +172,23 @@ async def hand_over_due(store: MessageStore, arq: ArqRedis, queue: Queue, now: d
     the workers. It also re-creates jobs that were lost: a Redis restart, an expired job key, a crash between
     storing a message and enqueueing it. A job written twice is one job (same versioned id), and one for a message
     that moved on does nothing, so this is safe alongside intake, workers and itself.
+
+    ``audit`` False leaves out the slice audit below (the per-second run; the sweep audits).
     """
     # One hand-over at a time (every worker runs it, and the sweep too): two would both fill the same room.
     lock = arq.lock(keys.HAND_OVER_LOCK, timeout=HAND_OVER_LOCK_S)
     if not await lock.acquire(blocking=False):
         return
     try:
-        await _hand_over(store, arq, queue, now, report)
+        await _hand_over(store, arq, queue, now, report, audit)
     finally:
         with contextlib.suppress(LockError):  # held past its timeout and taken over: that one releases it
             await lock.release()
 
 
-async def _hand_over(store: MessageStore, arq: ArqRedis, queue: Queue, now: datetime, report: SweepReport) -> None:
+async def _hand_over(
+    store: MessageStore, arq: ArqRedis, queue: Queue, now: datetime, report: SweepReport, audit: bool
+) -> None:
     room = await queue.room(arq, now)
     if not room.left:
         return
@@ -194,8 +200,9 @@ async def _hand_over(store: MessageStore, arq: ArqRedis, queue: Queue, now: date
     if waiting <= queued:
         # As many jobs as waiting messages (jobs in progress pad the count): most likely every one has its job.
         # Checking them all every second would cost a backlog several commands per message per second, so only
-        # a slice is audited per run, in turn: a lost job is still found, within waiting / AUDIT_SLICE seconds.
-        await _audit(store, arq, queue, now, until, room, report)
+        # a slice is audited per sweep, in turn: a lost job is still found, within waiting / AUDIT_SLICE sweeps.
+        if audit:
+            await _audit(store, arq, queue, now, until, room, report)
         return
     offset = 0
     while room.left and offset < HAND_OVER_SCAN_LIMIT:
