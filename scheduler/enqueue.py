@@ -1,10 +1,10 @@
 """Enqueueing dispatch jobs: versioned job ids, JSON payloads, only ids in the queue."""
 
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final, cast
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.constants import job_key_prefix
@@ -14,6 +14,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
 
 from scheduler.packing import use_hiredis_packing
+from sendq import keys
 from sendq.errors import ConfigurationError
 from sendq.keys import JobName
 from sendq.message import dispatch_job_id
@@ -125,6 +126,21 @@ class Room:
         return self.ready > 0 or self.soon > 0
 
 
+#: KEYS: the mark. ARGV: due ms. Lowers an existing mark to just before ``due`` (absent: the hand-over looks from
+#: the start anyway).
+_LOWER_MARK: Final = """
+local cur = tonumber(redis.call('GET', KEYS[1]))
+if cur and tonumber(ARGV[1]) - 1 < cur then redis.call('SET', KEYS[1], tonumber(ARGV[1]) - 1) end
+return 0
+"""
+
+
+async def left_without_job(arq: ArqRedis, due: datetime) -> None:
+    """Tell the hand-over that a waiting message due at ``due`` has no job (no room): it looks there again."""
+    reply = arq.eval(_LOWER_MARK, 1, keys.HAND_OVER_MARK, str(int(due.timestamp() * 1000)))
+    await cast("Awaitable[Any]", reply)  # redis-py types eval as its sync client's
+
+
 async def enqueue_dispatch(arq: ArqRedis, message_id: str, version: int, *, at: datetime | None, queue: Queue) -> bool:
     """Enqueue ``dispatch(message_id, version)``, deferred to ``at``, if it is due within ``queue.ahead`` and the
     queue has room.
@@ -133,7 +149,10 @@ async def enqueue_dispatch(arq: ArqRedis, message_id: str, version: int, *, at: 
     job already exists (arq answers None), which is fine: it will run.
     """
     now = datetime.now(UTC)
-    if not queue.takes(at, now) or not (await queue.room(arq, now)).take(at, now):
+    if not queue.takes(at, now):
+        return False  # the hand-over gives it its job when it comes within queue.ahead
+    if not (await queue.room(arq, now)).take(at, now):
+        await left_without_job(arq, at or now)
         return False
     if at is not None and at <= datetime.now(UTC):
         # arq derives the job key's expiry from the defer time; one far in the past makes it negative (PSETEX

@@ -10,7 +10,7 @@ from arq.connections import ArqRedis
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from scheduler.enqueue import Queue, discard_dispatch, enqueue_dispatch, enqueue_many
+from scheduler.enqueue import Queue, discard_dispatch, enqueue_dispatch, enqueue_many, left_without_job
 from scheduler.requeue import reprogram
 from sendq.channel import Channel
 from sendq.errors import InvalidInput, MessageNotFound
@@ -236,6 +236,9 @@ class Scheduler:
                 room = await self.queue.room(self.arq, now)
                 taken = [job for job in soon if room.take(job[2], now)]
                 await enqueue_many(self.arq, taken, queue_name=self.queue.name)
+                if len(taken) < len(soon):
+                    left = min(job[2] or now for job in soon if job not in taken)
+                    await left_without_job(self.arq, left)
         except RedisError as exc:
             # As in `program`: the messages are stored, so the call succeeded; the sweep gives them their jobs.
             log.warning("batch.enqueue_deferred_to_sweep", messages=len(soon), error=repr(exc))

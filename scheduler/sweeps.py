@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Final, Literal, cast
 
 import structlog
 from arq.connections import ArqRedis
@@ -186,6 +186,13 @@ async def hand_over_due(
             await lock.release()
 
 
+#: KEYS: the mark. ARGV: the mark as read ('' when absent), the new mark. Sets it unless someone lowered it since.
+_ADVANCE_MARK: Final = """
+if (redis.call('GET', KEYS[1]) or '') == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) return 1 end
+return 0
+"""
+
+
 async def _hand_over(
     store: MessageStore, arq: ArqRedis, queue: Queue, now: datetime, report: SweepReport, audit: bool
 ) -> None:
@@ -196,21 +203,48 @@ async def _hand_over(
     async with arq.pipeline(transaction=False) as pipe:
         pipe.zcount(keys.DUE, "-inf", to_ms(until))
         pipe.zcount(queue.name, "-inf", to_ms(until))
-        waiting, queued = (int(n) for n in await pipe.execute())
-    if waiting <= queued:
-        # As many jobs as waiting messages (jobs in progress pad the count): most likely every one has its job.
-        # Checking them all every second would cost a backlog several commands per message per second, so only
-        # a slice is audited per sweep, in turn: a lost job is still found, within waiting / AUDIT_SLICE sweeps.
-        if audit:
-            await _audit(store, arq, queue, now, until, room, report)
-        return
+        pipe.get(keys.HAND_OVER_MARK)
+        waiting, queued, raw_mark = await pipe.execute()
+    mark = None if raw_mark is None else int(raw_mark)
+    # Every waiting message due up to the mark had its job at the last run, or whoever left one without a job since
+    # lowered the mark: only later ones need looking at, not the whole due index every second. More waiting messages
+    # than jobs means some have none (jobs in progress and cron entries pad the count): then look from the start.
+    since = None if mark is None or int(waiting) > int(queued) else mark
+    new_mark = await _scan(store, arq, queue, now, since, room, report)
+    reply = arq.eval(_ADVANCE_MARK, 1, keys.HAND_OVER_MARK, "" if raw_mark is None else raw_mark, str(new_mark))
+    await cast("Awaitable[Any]", reply)  # redis-py types eval as its sync client's
+    if audit:
+        # A lost job (Redis restart, expired key) is behind the mark and may hide in the counts: audit a slice per
+        # sweep, in turn. It is found within waiting / AUDIT_SLICE sweeps.
+        await _audit(store, arq, queue, now, until, room, report)
+
+
+async def _scan(
+    store: MessageStore, arq: ArqRedis, queue: Queue, now: datetime, since: int | None, room: Room, report: SweepReport
+) -> int:
+    """Give jobs to the jobless waiting messages due after ``since`` (ms; None: from the start) and within the
+    window, soonest first, while there is room. Returns the new mark: the window's end when every one got its
+    job, else just before the first that did not (or before the last score scanned, when the scan limit hit)."""
+    until = now + queue.ahead
     offset = 0
-    while room.left and offset < HAND_OVER_SCAN_LIMIT:
-        page = await store.due_entries(until, SWEEP_LIMIT, offset)
-        await _give_jobs(store, arq, queue, now, page, room, report)
+    while offset < HAND_OVER_SCAN_LIMIT:
+        page = await store.due_entries(until, SWEEP_LIMIT, offset, after_ms=since)
+        taken: list[tuple[str, int, datetime]] = []
+        refused = None
+        for job in await _jobless(store, arq, queue, page):
+            if not room.take(job[2], now):
+                refused = job[2]
+                break
+            taken.append(job)
+        if taken:
+            await enqueue_many(arq, taken, queue_name=queue.name)
+        report.handed_over += len(taken)
+        if refused is not None:
+            return to_ms(refused) - 1
         if len(page) < SWEEP_LIMIT:
-            return
+            return to_ms(until)
         offset += len(page)
+    return to_ms(page[-1][1]) - 1
 
 
 async def _audit(

@@ -20,6 +20,9 @@ EVENTS: Final = "sendq:events"
 HAND_OVER_LOCK: Final = "sendq:lock:hand_over"
 #: string: where in the due index the hand-over's next audit slice starts
 HAND_OVER_AUDIT: Final = "sendq:hand_over:audit"
+#: string: due ms up to which every waiting message had its job at the last hand-over (lowered by whoever leaves
+#: one without a job)
+HAND_OVER_MARK: Final = "sendq:hand_over:mark"
 #: zset: sent (and delivered, where read receipts exist) messages by their receipt deadline in ms
 AWAITING: Final = "sendq:awaiting"
 

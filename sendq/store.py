@@ -378,9 +378,12 @@ class MessageStore:
         ids = await self.redis.zrangebyscore(keys.DUE, "-inf", to_ms(until), start=offset, num=limit)
         return [_str(i) for i in ids]
 
-    async def due_entries(self, until: datetime, limit: int, offset: int = 0) -> list[tuple[str, datetime]]:
-        """``waiting_due`` with each message's due time."""
-        rows = await self.redis.zrangebyscore(keys.DUE, "-inf", to_ms(until), start=offset, num=limit, withscores=True)
+    async def due_entries(
+        self, until: datetime, limit: int, offset: int = 0, *, after_ms: int | None = None
+    ) -> list[tuple[str, datetime]]:
+        """``waiting_due`` with each message's due time; only those due after ``after_ms`` when given."""
+        low = "-inf" if after_ms is None else f"({after_ms}"
+        rows = await self.redis.zrangebyscore(keys.DUE, low, to_ms(until), start=offset, num=limit, withscores=True)
         return [(_str(i), from_ms(int(score))) for i, score in rows]
 
     async def waiting_versions(self, message_ids: Sequence[str]) -> dict[str, int]:

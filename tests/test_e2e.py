@@ -108,21 +108,28 @@ async def test_500_messages_two_workers(scheduler_real: Scheduler, cluster_facto
             assert sending.at >= m.send_at - timedelta(milliseconds=500)
 
 
+async def _in_flight(scheduler: Scheduler, ids: list[str]) -> list[str]:
+    return [m.id for m in await scheduler.store.get_many(ids) if m.status in {S.PROCESSING, S.SENDING}]
+
+
 async def test_sigkill_mid_run_loses_nothing_sends_nothing_twice(
     scheduler_real: Scheduler, cluster_factory: MakeCluster
 ) -> None:
-    """One of 2 workers is SIGKILLed mid-run and restarted: every message final, no duplicate accepted send."""
+    """A worker is SIGKILLed with messages in flight, then 2 others take over: every message final, no duplicate
+    accepted send, and the in-flight ones recovered by the sweep."""
     cluster = cluster_factory(provider_args=["--latency-ms", "100"])
     await asyncio.to_thread(cluster.start_provider)
     victim = cluster.start_worker()
-    # The victim polls before anything is programmed (on a busy machine a worker can take seconds to start; one
-    # that had not taken any job yet when killed would leave nothing for the sweep to recover).
     await wait_worker_up(scheduler_real.store.redis, scheduler_real.settings)
-    cluster.start_worker()
     ids = await program_many(scheduler_real, 500, spread_s=4, immediate_share=0.2)
-    await asyncio.sleep(2.0)
-    in_flight = [m.id for m in await scheduler_real.store.get_many(ids) if m.status in {S.PROCESSING, S.SENDING}]
+    # The victim is the only worker until it is killed: what is in flight then is its own (on a busy machine a
+    # second worker could otherwise hold all of it, and the sweep would have nothing to recover).
+    deadline = asyncio.get_running_loop().time() + 20
+    while len(in_flight := await _in_flight(scheduler_real, ids)) < 5:  # several: a send may end before the kill
+        assert asyncio.get_running_loop().time() < deadline, "the victim never had a message in flight"
+        await asyncio.sleep(0.02)
     victim.kill()
+    cluster.start_worker()
     cluster.start_worker()
     messages = await wait_final(scheduler_real.store, ids, 120)
     assert Counter(m.status for m in messages) == {S.SENT: 500}

@@ -10,6 +10,7 @@ from providers.mock import MockProvider
 from scheduler.enqueue import Queue
 from scheduler.intake import Programmed, Scheduler
 from scheduler.sweeps import SweepReport, hand_over_due, run_sweeps
+from sendq import keys
 from sendq.message import to_ms, utcnow
 from sendq.settings import Settings
 from sendq.status import MessageStatus as S
@@ -177,15 +178,17 @@ async def test_hand_over_pages_past_a_live_backlog(
 async def test_a_lost_job_hidden_by_the_counts_is_found_by_the_audit(
     scheduler: Scheduler, store: MessageStore, fake_arq: ArqRedis, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """When arq's queue holds as many jobs as there are waiting messages (a job in progress pads the count), the
-    hand-over checks only a slice of the due index per run, in turn: a lost job is found within a few runs, and
-    the slices go round."""
+    """A job lost behind the hand-over's mark, while arq's queue holds as many jobs as there are waiting messages
+    (a job in progress pads the count), is found by the sweep's audit: a slice of the due index per run, in turn,
+    the slices going round."""
     from scheduler import sweeps
 
     monkeypatch.setattr(sweeps, "AUDIT_SLICE", 2)
     ids = [(await scheduler.program(new_message(to=phone(i)))).message.id for i in range(5)]
     order = [i for i, _ in await store.due_entries(utcnow() + timedelta(minutes=1), 10)]
-    lost = await scheduler.get(order[-1])  # in the last slice
+    assert (await run_sweeps(store, fake_arq, settings, utcnow())).handed_over == 0  # sets the mark
+    await fake_arq.set(keys.HAND_OVER_AUDIT, 0)  # that sweep audited the first slice; start over
+    lost = await scheduler.get(order[-1])  # in the last slice, and behind the mark
     await fake_arq.delete(f"arq:job:{lost.job_id}")
     await fake_arq.zadd(settings.queue_name, {"dispatch:in-progress-elsewhere:1": to_ms(utcnow())})
     found = [(await run_sweeps(store, fake_arq, settings, utcnow())).handed_over for _ in range(4)]
@@ -261,3 +264,38 @@ async def test_a_job_key_without_its_queue_entry_is_no_job(
     report = await run_sweeps(store, fake_arq, settings, utcnow())
     assert report.handed_over == 1
     assert await fake_arq.zscore(settings.queue_name, msg.job_id) is not None
+
+
+async def test_the_per_second_hand_over_finds_newcomers_and_messages_left_without_room(
+    store: MessageStore, fake_arq: ArqRedis, settings: Settings
+) -> None:
+    """The per-second run (no audit) looks only past its mark, whatever pads the queue's count (cron entries):
+    it finds a message that came within the window since, and one intake left without a job for lack of room
+    (intake lowers the mark)."""
+    small = settings.model_copy(update={"queue_max_jobs": 1})
+    scheduler = Scheduler(store, fake_arq, small)
+    queue = Queue.of(small)
+    await fake_arq.zadd(small.queue_name, {"cron:sweep:1": to_ms(utcnow())})  # pads the count, as cron jobs do
+    now = utcnow()
+    later = (await scheduler.program(new_message(to=phone(1), send_at=now + timedelta(hours=1)))).message
+    first = SweepReport()
+    await hand_over_due(store, fake_arq, queue, now, first, audit=False)
+    assert first.handed_over == 0  # sets the mark at now + ahead
+    await fake_arq.delete(small.queue_name)
+    near = SweepReport()
+    await hand_over_due(store, fake_arq, queue, now + timedelta(hours=1), near, audit=False)
+    assert near.handed_over == 1 and await fake_arq.zscore(small.queue_name, later.job_id) is not None
+
+    await fake_arq.delete(small.queue_name)
+    results = await scheduler.program_many([new_message(to=phone(i)) for i in (2, 3)])
+    jobs = [r.message.job_id for r in results if isinstance(r, Programmed)]
+    queued = [m.decode() for m in await fake_arq.zrange(small.queue_name, 0, -1)]
+    assert len(queued) == 1  # room for one: the other is left without a job, behind the mark
+    # A worker claims the one with a job; a cron entry due later keeps the counts level (1 waiting, 1 queued).
+    await fake_arq.delete(small.queue_name)
+    await fake_arq.zrem(keys.DUE, queued[0].split(":")[1])
+    await fake_arq.zadd(small.queue_name, {"cron:sweep:2": to_ms(utcnow()) + 1000})
+    report = SweepReport()
+    await hand_over_due(store, fake_arq, queue, utcnow(), report, audit=False)
+    left = next(j for j in jobs if j not in queued)
+    assert report.handed_over == 1 and await fake_arq.zscore(small.queue_name, left) is not None

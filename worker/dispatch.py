@@ -7,6 +7,7 @@ import structlog
 
 from providers.base import Provider, SendResult, StatusLookup
 from scheduler.backoff import RetryDecision
+from scheduler.enqueue import left_without_job
 from scheduler.requeue import block, reprogram
 from sendq.errors import ProviderError, RetryableProviderError
 from sendq.message import Message
@@ -68,7 +69,9 @@ async def _release(svc: Services, message_id: str, version: int) -> Transition:
     message = await svc.store.get(message_id)
     now = svc.clock()
     if message is None or message.due_at > now + _EARLY_TOLERANCE:
-        # Fired early (clock skew): the hand-over gives it its job again, at its due time.
+        if message is not None:
+            # Fired early (clock skew): this job ends, and the hand-over gives it its job again, at its due time.
+            await left_without_job(svc.arq, message.due_at)
         return Transition(False, _S.BLOCKED_TIME, version, message.attempts if message else 0)
     released = await svc.store.transition(
         message_id,
