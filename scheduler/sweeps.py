@@ -87,6 +87,7 @@ async def recover_leases(
     next sweep (until its validity ends: then ``error``/``unknown_outcome``).
     """
     report = SweepReport()
+    queue = Queue.of(settings)
     started = time.monotonic()
     ids = await store.lease_expired(now, SWEEP_LIMIT)
     for message in await store.get_many(ids):
@@ -95,7 +96,7 @@ async def recover_leases(
                 store,
                 arq,
                 message.id,
-                queue=Queue.of(settings),
+                queue=queue,
                 from_={MessageStatus.PROCESSING},
                 expected_version=message.job_version,
                 now=now,
@@ -130,7 +131,7 @@ async def recover_leases(
                     store,
                     arq,
                     message.id,
-                    queue=Queue.of(settings),
+                    queue=queue,
                     from_={MessageStatus.SENDING},
                     expected_version=message.job_version,
                     now=now,

@@ -20,7 +20,7 @@ from providers import build_providers, check_providers
 from providers.base import Provider
 from providers.routing import Providers
 from scheduler.backoff import BackoffPolicy
-from scheduler.enqueue import connect, deserialize_job, redis_settings, serialize_job
+from scheduler.enqueue import Queue, connect, deserialize_job, redis_settings, serialize_job
 from scheduler.sweeps import SweepReport, hand_over_due, run_sweeps
 from sendq.errors import ConfigurationError
 from sendq.keys import JobName
@@ -98,6 +98,7 @@ def worker_settings(
             rules=Policy.from_settings(settings),
             http=http,
             clock=clock,
+            queue=Queue.of(settings),
         )
         log.info("worker.started", providers=sorted(chosen.names()), queue=settings.queue_name)
 

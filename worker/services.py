@@ -30,10 +30,7 @@ class Services:
     rules: Policy
     http: httpx.AsyncClient
     clock: Callable[[], datetime]
-
-    @property
-    def queue(self) -> Queue:
-        return Queue.of(self.settings)
+    queue: Queue
 
 
 def services(ctx: dict[str, Any]) -> Services:
