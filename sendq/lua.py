@@ -69,9 +69,11 @@ for i = 15, #ARGV do sets[#sets + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(sets))
 if redis.call('EXISTS', KEYS[2]) == 0 then
   -- the first change of a message born plain: write its birth entry first (store.BIRTH_REASON)
-  redis.call('RPUSH', KEYS[2], '{"status":"' .. cur .. '","at":' .. f[5] .. ',"reason":"created","attempt":0,"detail":null}')
+  redis.call('RPUSH', KEYS[2], '{"status":"' .. cur .. '","at":' .. f[5] .. ',"reason":"created","attempt":0,"detail":null}',
+             ARGV[7] .. attempts .. '}')
+else
+  redis.call('RPUSH', KEYS[2], ARGV[7] .. attempts .. '}')
 end
-redis.call('RPUSH', KEYS[2], ARGV[7] .. attempts .. '}')
 if cur ~= to then
   local p = 'sendq:idx:' .. f[4] .. ':status:'
   redis.call('ZREM', p .. cur, ARGV[1])
@@ -110,6 +112,96 @@ redis.call('XADD', KEYS[6], 'MAXLEN', '~', 100000, '*', 'id', ARGV[1], 'from', c
            'attempt', attempts)
 if ARGV[13] == '1' then return {1, to, ver, attempts, redis.call('HGETALL', KEYS[1])} end
 return {1, to, ver, attempts}
+"""
+
+#: The same change for many messages at once, for bulk operations (cancelling a batch): per message what
+#: TRANSITION does, with the index moves of the whole call gathered into one variadic command per key, and one
+#: script call for many messages (a batch cancel's Redis time was mostly per-call and per-command overhead).
+#: Only for changes that need no due time, lease, expected version, receipt deadline or provider link.
+#: KEYS: due, inflight, retention, events, awaiting
+#: ARGV: 1 allowed from-statuses (space separated), 2 to, 3 bump version '1'/'0', 4 now_ms, 5 history entry JSON
+#:       without its closing attempt value and brace, 6 count an attempt '1'/'0', 7 retention score or '',
+#:       8 'keep' (stay in the awaiting index) or '' (leave it), 9 n (number of field/value pairs),
+#:       10..9+2n field/value pairs, then the message ids (at most ``store.BULK_IDS_PER_CALL``)
+#: Returns, flat, per id in order: ok (1 done, 0 refused, -1 no such message), status now, job_version, attempts.
+TRANSITION_MANY: Final = """
+local allowed = {}
+for s in string.gmatch(ARGV[1], '%S+') do allowed[s] = true end
+local to, now = ARGV[2], ARGV[4]
+local first_id = 10 + 2 * tonumber(ARGV[9])
+local extra = {}
+for i = 10, first_id - 1 do extra[#extra + 1] = ARGV[i] end
+local out = {}
+-- gathered index moves: status index key -> ids leaving it / {score, id, ...} entering it; batch key -> deltas
+local leave, enter, counts = {}, {}, {}
+local left_due, left_lease, left_awaiting, retained = {}, {}, {}, {}
+for i = first_id, #ARGV do
+  local id = ARGV[i]
+  local mk = 'sendq:msg:' .. id
+  local f = redis.call('HMGET', mk, 'status', 'job_version', 'attempts', 'subaccount', 'created_at', 'batch_id')
+  local cur = f[1]
+  local ver = tonumber(f[2] or '1')
+  local attempts = tonumber(f[3] or '0')
+  if not cur then
+    out[#out + 1] = -1; out[#out + 1] = ''; out[#out + 1] = 0; out[#out + 1] = 0
+  elseif not allowed[cur] then
+    out[#out + 1] = 0; out[#out + 1] = cur; out[#out + 1] = ver; out[#out + 1] = attempts
+  else
+    -- absent fields hold their defaults: write only what changes
+    local sets = {'status', to, 'status_at', now}
+    if ARGV[3] == '1' then ver = ver + 1; sets[#sets + 1] = 'job_version'; sets[#sets + 1] = ver end
+    if ARGV[6] == '1' then attempts = attempts + 1; sets[#sets + 1] = 'attempts'; sets[#sets + 1] = attempts end
+    for _, v in ipairs(extra) do sets[#sets + 1] = v end
+    redis.call('HSET', mk, unpack(sets))
+    local hk = mk .. ':history'
+    if redis.call('EXISTS', hk) == 0 then
+      -- as in TRANSITION: the birth entry of a message born plain comes first (store.BIRTH_REASON)
+      redis.call('RPUSH', hk, '{"status":"' .. cur .. '","at":' .. f[5] .. ',"reason":"created","attempt":0,"detail":null}',
+                 ARGV[5] .. attempts .. '}')
+    else
+      redis.call('RPUSH', hk, ARGV[5] .. attempts .. '}')
+    end
+    if cur ~= to then
+      local p = 'sendq:idx:' .. f[4] .. ':status:'
+      local lk, ek = p .. cur, p .. to
+      leave[lk] = leave[lk] or {}
+      table.insert(leave[lk], id)
+      enter[ek] = enter[ek] or {}
+      table.insert(enter[ek], f[5])
+      table.insert(enter[ek], id)
+      if f[6] and f[6] ~= '' then
+        local bk = 'sendq:batch:' .. f[4] .. ':' .. f[6]
+        local c = counts[bk] or {}
+        counts[bk] = c
+        c[cur] = (c[cur] or 0) - 1
+        c[to] = (c[to] or 0) + 1
+        if to == 'sent' then
+          redis.call('HSETNX', bk, 'first_sent_ms', now)
+          redis.call('HSET', bk, 'last_sent_ms', now)
+        end
+      end
+    end
+    if cur == 'programmed' or cur == 'blocked_time' then table.insert(left_due, id) end
+    if cur == 'processing' or cur == 'sending' then table.insert(left_lease, id) end
+    if ARGV[7] ~= '' then table.insert(retained, ARGV[7]); table.insert(retained, id) end
+    if ARGV[8] == '' and (cur == 'sent' or cur == 'delivered') then table.insert(left_awaiting, id) end
+    redis.call('XADD', KEYS[4], 'MAXLEN', '~', 100000, '*', 'id', id, 'from', cur, 'to', to, 'at', now,
+               'attempt', attempts)
+    out[#out + 1] = 1; out[#out + 1] = to; out[#out + 1] = ver; out[#out + 1] = attempts
+  end
+end
+for k, ids in pairs(leave) do redis.call('ZREM', k, unpack(ids)) end
+for k, entries in pairs(enter) do redis.call('ZADD', k, unpack(entries)) end
+for bk, c in pairs(counts) do
+  for status, delta in pairs(c) do
+    if delta ~= 0 then redis.call('HINCRBY', bk, 'n:' .. status, delta) end
+  end
+end
+if #left_due > 0 then redis.call('ZREM', KEYS[1], unpack(left_due)) end
+if #left_lease > 0 then redis.call('ZREM', KEYS[2], unpack(left_lease)) end
+if #retained > 0 then redis.call('ZADD', KEYS[3], unpack(retained)) end
+if #left_awaiting > 0 then redis.call('ZREM', KEYS[5], unpack(left_awaiting)) end
+return out
 """
 
 #: KEYS: retention. ARGV: now_ms, limit. Deletes final messages past retention with their index entries, their

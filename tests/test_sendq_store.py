@@ -262,3 +262,17 @@ def test_transition_script_names_the_waiting_and_leased_statuses() -> None:
         r"elseif cur == '(\w+)' or cur == '(\w+)' then\n  redis.call\('ZREM', KEYS\[(\d)\]", lua.TRANSITION
     )
     assert {key: {S(a), S(b)} for a, b, key in named} == {"3": set(WAITING_STATUSES), "4": set(LEASED_STATUSES)}
+
+
+def test_bulk_transition_script_names_the_waiting_and_leased_statuses() -> None:
+    """TRANSITION_MANY too: the statuses whose messages leave the due and lease indexes are the model's."""
+    import re
+
+    from sendq import lua
+    from sendq.status import LEASED_STATUSES, WAITING_STATUSES
+
+    named = re.findall(r"if cur == '(\w+)' or cur == '(\w+)' then table.insert\((\w+), id\)", lua.TRANSITION_MANY)
+    assert {key: {S(a), S(b)} for a, b, key in named} == {
+        "left_due": set(WAITING_STATUSES),
+        "left_lease": set(LEASED_STATUSES),
+    }
