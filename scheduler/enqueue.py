@@ -90,7 +90,10 @@ class Queue:
 
     async def room(self, arq: ArqRedis, now: datetime) -> "Room":
         """How many more jobs the queue takes now (see ``Room``)."""
-        now_ms = int(now.timestamp() * 1000)
+        # Jobs are scored with the clock at their writing, which can be after ``now`` (batch intake stores one
+        # chunk while it prepares the next at its own ``now``): count up to the clock, or they would not count as
+        # due and every chunk would find the queue empty.
+        now_ms = int(max(now, datetime.now(UTC)).timestamp() * 1000)
         async with arq.pipeline(transaction=False) as pipe:
             pipe.zcount(self.name, "-inf", now_ms)
             pipe.zcount(self.name, "-inf", now_ms + int(self.ahead.total_seconds() * 1000))

@@ -278,17 +278,23 @@ def _cmd_dev(settings: Settings, ns: argparse.Namespace) -> int:
 
 def _cmd_api(settings: Settings, ns: argparse.Namespace) -> int:
     import uvicorn
+    from fastapi import FastAPI
 
     from providers import check_providers
     from sendq.api.app import create_app
+    from sendq.gc_tuning import freeze_startup_objects
 
     if not settings.redis_url:
         raise ConfigurationError("SENDQ_REDIS_URL is not set (or run `sendq dev`, which serves the API too)")
     check_providers(settings)
     workers = ns.workers or settings.api_workers
+    # Several processes each build the app from the environment (uvicorn imports the factory in each).
+    app: FastAPI | str = "sendq.api.app:app_from_environment"
+    if workers == 1:
+        app = create_app(settings)
+        freeze_startup_objects()
     uvicorn.run(
-        # Several processes each build the app from the environment (uvicorn imports the factory in each).
-        "sendq.api.app:app_from_environment" if workers > 1 else create_app(settings),
+        app,
         factory=workers > 1,
         workers=workers,
         host=ns.host or settings.api_host,

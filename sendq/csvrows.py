@@ -234,6 +234,13 @@ def _blank(record: list[str]) -> bool:
 def _rows(
     lines: _Lines, defaults: CsvDefaults, *, max_rows: int, max_field_chars: int
 ) -> Iterator[tuple[int, NewMessage | RowError]]:
+    for row, record, columns in _data_records(lines, max_rows=max_rows):
+        yield row, _message(row, record, columns, defaults, max_field_chars)
+
+
+def _data_records(lines: _Lines, *, max_rows: int) -> Iterator[tuple[int, list[str], list[_Column]]]:
+    """The data records with their row numbers and the header's columns; raises ``CsvFormatError`` for a problem
+    of the whole file (header, quoting, encoding, size). Row contents are not checked here."""
     records = _records(lines)
     columns: list[_Column] | None = None
     count = 0
@@ -246,7 +253,7 @@ def _rows(
         count += 1
         if count > max_rows:
             raise CsvFormatError(f"too many rows: at most {max_rows} data rows are allowed (row {row} is beyond)", row)
-        yield row, _message(row, record, columns, defaults, max_field_chars)
+        yield row, record, columns
     if columns is None:
         raise CsvFormatError("the file is empty: the first row must be a header (to, body, ...)")
 
@@ -425,10 +432,13 @@ def check_file(
     re-sending it would send its first rows twice. Raises ``CsvFormatError``; leaves ``binary`` open (at its end)
     for the caller to rewind. ``every_chunk`` is called every ``chunk`` rows and at the end (progress bars).
     """
+    _check_defaults(defaults)
     text = open_text(binary)
     try:
         rows = 0
-        for rows, _ in enumerate(read_rows(text, defaults, max_rows=max_rows), start=1):
+        # Only what can break the whole file is checked here; each row's contents are checked (and its problems
+        # reported by row) when the file is read again to program it, so the costly part runs once per row.
+        for rows, _ in enumerate(_data_records(_Lines(text, MAX_RECORD_CHARS), max_rows=max_rows), start=1):
             if every_chunk is not None and rows % chunk == 0:
                 every_chunk()
         if every_chunk is not None:

@@ -40,6 +40,9 @@ _GSM7_WIDTH: Final[Mapping[str, int]] = MappingProxyType(
     {ch: 1 for i, ch in enumerate(GSM7_BASIC) if i != _ESC} | dict.fromkeys(GSM7_EXTENSION, 2)
 )
 
+#: the characters that cost one septet each (a text of only these, the common case, needs no packing simulation)
+_GSM7_ONE_SEPTET: Final = frozenset(ch for ch, width in _GSM7_WIDTH.items() if width == 1)
+
 GSM7_SINGLE: Final = 160
 GSM7_PER_PART: Final = 153
 UCS2_SINGLE: Final = 70
@@ -61,6 +64,10 @@ class SegmentCount:
 
 def count_segments(text: str) -> SegmentCount:
     """Count the encoding, units and SMS parts ``text`` takes."""
+    if _GSM7_ONE_SEPTET.issuperset(text):
+        # One septet per character: no escape pair to keep whole, so plain division is exact.
+        n = len(text)
+        return SegmentCount("gsm7", n, 1 if n <= GSM7_SINGLE else -(-n // GSM7_PER_PART), n)
     gsm_widths = [_GSM7_WIDTH.get(ch, 0) for ch in text]
     if 0 not in gsm_widths:
         return SegmentCount("gsm7", sum(gsm_widths), _pack(gsm_widths, GSM7_SINGLE, GSM7_PER_PART), len(text))

@@ -20,11 +20,6 @@ _BOOL_FIELDS = frozenset({"reuse_key", "provider_idempotent"})
 _JSON_FIELDS = frozenset({"variables"})
 
 
-#: fields a new record leaves at their default: not written (a stored message costs less memory; ``_load``
-#: fills them back in, and the Lua scripts read an absent job_version as 1 and absent attempts as 0)
-_DEFAULT_PAIRS = frozenset(
-    {("variables", "{}"), ("reuse_key", "0"), ("provider_idempotent", "0"), ("attempts", "0"), ("job_version", "1")}
-)
 #: fields a new record leaves out when they equal its creation time (read back as ``created_at``)
 _CREATION_TIME_FIELDS = ("status_at", "due_at")
 
@@ -156,8 +151,6 @@ class MessageStore:
             raise ValueError(f"a new message must start in one of {sorted(INITIAL_STATUSES)}, not {status}")
         if held and status is not MessageStatus.BLOCKED_TIME:
             raise ValueError("only a blocked_time message can be held")
-        # The id is in the key name: the record does not repeat it; absent fields read back as None.
-        record = message.model_dump(exclude={"history", "id"}, exclude_none=True)
         index_keys = [
             keys.index(message.subaccount, "status", status.value),
             keys.index(message.subaccount, "channel", message.channel.value),
@@ -168,8 +161,7 @@ class MessageStore:
             index_keys.append(keys.index(message.subaccount, "file", message.file_name))
         ref_key = keys.reference(message.subaccount, message.reference_id) if message.reference_id else "sendq:ref:-"
         entry = message.history[0] if message.history else None
-        flat = fields_to_redis(record)
-        created = flat["created_at"]
+        created = str(to_ms(message.created_at))
         args: list[str] = [
             message.id,
             "1" if message.reference_id else "0",
@@ -178,12 +170,8 @@ class MessageStore:
             "" if entry is None or _is_plain_birth(entry, message) else entry.model_dump_json(),
             status.value,
             str(to_ms(message.created_at + self.retention)) if status in FINAL_STATUSES else "",
+            *_record_pairs(message, created),
         ]
-        for field, value in flat.items():
-            # Left out, and read back as their default or the creation time: see _DEFAULT_PAIRS.
-            if (field, value) in _DEFAULT_PAIRS or (value == created and field in _CREATION_TIME_FIELDS):
-                continue
-            args += [field, value]
         call_keys = [
             keys.message(message.id),
             keys.history(message.id),
@@ -490,6 +478,30 @@ class MessageStore:
             entries = [HistoryEntry(status=values["status"], at=values["created_at"], reason=BIRTH_REASON)]
         values["history"] = entries
         return Message.model_validate(values)
+
+
+def _record_pairs(message: Message, created_ms: str) -> list[str]:
+    """The field/value pairs of a new record (bulk intake encodes one per message, so this is kept lean).
+
+    Left out, and read back as their default or the creation time (a stored message costs less memory): the id
+    (it is in the key name), fields that are None or at their model default (``_load`` fills them back in; the
+    Lua scripts read an absent job_version as 1 and absent attempts as 0), and ``_CREATION_TIME_FIELDS`` equal
+    to ``created_at``.
+    """
+    record = message.model_dump(exclude={"history", "id"}, exclude_none=True, exclude_defaults=True)
+    pairs: list[str] = []
+    for field, value in record.items():
+        if isinstance(value, str):  # text, and the StrEnums (channel, status)
+            pairs += (field, str(value))
+            continue
+        if type(value) is datetime:
+            encoded = str(to_ms(value))
+            if encoded == created_ms and field in _CREATION_TIME_FIELDS:
+                continue
+        else:
+            encoded = fields_to_redis({field: value})[field]
+        pairs += (field, encoded)
+    return pairs
 
 
 def _is_plain_birth(entry: HistoryEntry, message: Message) -> bool:

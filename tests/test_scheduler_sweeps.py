@@ -254,6 +254,23 @@ async def test_batch_intake_stores_chunks_in_order(scheduler: Scheduler, monkeyp
         assert r.message is not None and r.message.body == f"body {r.number % 3}"
 
 
+async def test_a_long_batch_intake_keeps_to_the_queue_cap(
+    store: MessageStore, fake_arq: ArqRedis, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every chunk of a batch is judged at the batch's start time, while its jobs are written at the clock's: the
+    chunks after the first still count them (a 100,000-row upload once gave every message a job)."""
+    from scheduler import batching
+
+    monkeypatch.setattr(batching, "CHUNK", 2)
+    small = settings.model_copy(update={"queue_max_jobs": 3})
+    scheduler = Scheduler(store, fake_arq, small)
+    intake = await batching.BatchIntake.start(scheduler, "acme", now=utcnow() - timedelta(seconds=2))
+    results = await intake.add(list(enumerate(new_message(to=phone(i)) for i in range(10))))
+    assert all(r.created for r in results)
+    assert await fake_arq.zcard(small.queue_name) == 3
+    assert await fake_arq.zcard(keys.DUE) == 10
+
+
 async def test_a_job_key_without_its_queue_entry_is_no_job(
     scheduler: Scheduler, store: MessageStore, fake_arq: ArqRedis, settings: Settings
 ) -> None:

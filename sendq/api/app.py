@@ -18,6 +18,7 @@ from sendq.api import batches, callbacks, messages, problems, statuses, subaccou
 from sendq.api.limits import BodyLimit
 from sendq.api.problems import ApiProblem, responses
 from sendq.apikeys import ApiKeyStore
+from sendq.gc_tuning import freeze_startup_objects
 from sendq.receipts import ReceiptBook
 from sendq.settings import Settings
 from sendq.store import MessageStore
@@ -30,7 +31,9 @@ class Health(BaseModel):
 
 def app_from_environment() -> FastAPI:
     """The app on the settings of the environment: what each process of ``sendq api --workers N`` serves."""
-    return create_app(Settings())
+    app = create_app(Settings())
+    freeze_startup_objects()
+    return app
 
 
 def create_app(settings: Settings, *, redis: ArqRedis | None = None, providers: Providers | None = None) -> FastAPI:

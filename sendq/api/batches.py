@@ -66,10 +66,9 @@ async def create_batch(request: Request, body: BatchIn, key: Key) -> BatchCreate
             # Checking 10,000 items takes a good part of a second: let the other requests (and Redis connects,
             # which time out after a second) have the event loop in between.
             await asyncio.sleep(0)
-        # The batch's created_by is the default of its items (an item may name its own).
-        item = item.model_copy(update={"subaccount": sub, "created_by": item.created_by or body.created_by})
         try:
-            parsed.append((index, new_message(key, item)))
+            # The batch's created_by is the default of its items (an item may name its own).
+            parsed.append((index, new_message(key, item, subaccount=sub, created_by=body.created_by)))
         except InvalidInput as exc:
             parsed.append((index, InvalidInput(f"messages.{index}.{exc.field}", exc.reason)))
     intake = await BatchIntake.start(scheduler_of(request), sub, created_by=body.created_by or key.label)

@@ -29,14 +29,20 @@ def scheduler_of(request: Request) -> Scheduler:
     return scheduler
 
 
-def new_message(key: ApiKey, item: MessageIn, **extra: Any) -> NewMessage:
-    """The API item as the core model; NewMessage's validation errors name the field."""
+def new_message(
+    key: ApiKey, item: MessageIn, *, subaccount: str | None = None, created_by: str | None = None
+) -> NewMessage:
+    """The API item as the core model; NewMessage's validation errors name the field.
+
+    ``subaccount``: the one the request already acts on (a batch's items take the batch's); else the key's, or
+    the item's for an all-subaccounts key. ``created_by``: the default when the item names none (else the key's
+    label).
+    """
     data = item.model_dump(exclude_none=True, exclude={"validity_s", "subaccount"})
-    data["subaccount"] = subaccount_of(key, item.subaccount)
-    data.setdefault("created_by", key.label or f"key:{key.id}")
+    data["subaccount"] = subaccount or subaccount_of(key, item.subaccount)
+    data.setdefault("created_by", created_by or key.label or f"key:{key.id}")
     if item.validity_s is not None:
         data["validity"] = timedelta(seconds=item.validity_s)
-    data.update(extra)
     return parse_new_message(data)
 
 
