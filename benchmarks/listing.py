@@ -2,7 +2,7 @@
 
 ``run(redis_url, n)`` flushes the given (private!) Redis, fills it with ``n`` messages of one subaccount and
 times the first page (limit 50) of typical queries and a deep page (and, asked, a limit-1000 page), over
-``CALLS`` calls each. The fill writes what ``lua.CREATE`` and later status changes leave behind (record hash,
+``CALLS`` calls each. The fill writes what ``lua.CREATE_MANY`` and later status changes leave behind (record hash,
 history list, reference key, the five secondary indexes, due/inflight/retention entries) straight through
 big pipelines: a create and its status changes, one message at a time through the store, would take far
 longer for a million messages.
@@ -184,7 +184,7 @@ class _Maker:
 
 
 async def fill(redis_url: str, n: int) -> None:
-    """``n`` messages of ``SUBACCOUNT`` in the layout ``lua.CREATE`` (and the status changes since) leave."""
+    """``n`` messages of ``SUBACCOUNT`` in the layout ``lua.CREATE_MANY`` (and the status changes since) leave."""
     # The sync client packs commands with hiredis (C); the asyncio one packs in Python, 3 times slower here.
     await asyncio.to_thread(_fill, redis_url, n)
 

@@ -7,32 +7,62 @@ Index key layout (built here from stored fields, see ``sendq/keys.py``): ``sendq
 
 from typing import Final
 
-#: KEYS: msg, history, ref, due, events, retention, index keys...
-#: ARGV: 1 id, 2 has_ref, 3 created_ms, 4 due_ms or '' (not waiting on the clock), 5 history_json, or '' for
-#:       the plain birth entry (TRANSITION writes it at the first change: see ``sendq.store.BIRTH_REASON``),
-#:       6 status, 7 retention score or '' (not final), 8.. field/value pairs
-#: Returns {created (1/0), id}: 0 with the existing id when the reference or id is taken.
-CREATE: Final = """
-if ARGV[2] == '1' then
-  local existing = redis.call('GET', KEYS[3])
-  if existing then return {0, existing} end
+#: New messages, up to ``store.BULK_IDS_PER_CALL`` per call (one for a single message). Each one is created
+#: whole or not at all; the index entries of the whole call are gathered into one variadic ZADD per key.
+#: KEYS: due, events, retention
+#: ARGV: per message, one after the other: id, reference key or '' (none), created_ms, due_ms or '' (not
+#:       waiting on the clock), history_json or '' for the plain birth entry (TRANSITION writes it at the first
+#:       change: see ``sendq.store.BIRTH_REASON``), status, retention score or '' (not final), batch key or '',
+#:       n, n index keys, m, m field/value pairs
+#: Returns, flat, per message in order: created (1/0), id (the existing message's when the reference or id is
+#: taken). A reference taken earlier in the same call counts as taken.
+CREATE_MANY: Final = """
+local out = {}
+-- gathered index entries: key -> {score, id, ...}; batch key -> status -> new messages
+local entries, counts = {}, {}
+local function index(key, score, id)
+  local e = entries[key]
+  if not e then e = {}; entries[key] = e end
+  e[#e + 1] = score
+  e[#e + 1] = id
 end
-if redis.call('EXISTS', KEYS[1]) == 1 then return {0, ARGV[1]} end
-local fields = {}
-for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', KEYS[1], unpack(fields))
-if ARGV[5] ~= '' then redis.call('RPUSH', KEYS[2], ARGV[5]) end
-if ARGV[2] == '1' then redis.call('SET', KEYS[3], ARGV[1]) end
-if ARGV[4] ~= '' then redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1]) end
-if ARGV[7] ~= '' then redis.call('ZADD', KEYS[6], ARGV[7], ARGV[1]) end
-for i = 7, #KEYS do redis.call('ZADD', KEYS[i], ARGV[3], ARGV[1]) end
-local batch = redis.call('HGET', KEYS[1], 'batch_id')
-if batch and batch ~= '' then
-  redis.call('HINCRBY', 'sendq:batch:' .. redis.call('HGET', KEYS[1], 'subaccount') .. ':' .. batch, 'n:' .. ARGV[6], 1)
+local i = 1
+while i <= #ARGV do
+  local id, ref, created, due, hist, status, retain, batch =
+    ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
+  local first_index = i + 9
+  local pairs_at = first_index + tonumber(ARGV[i + 8])
+  local last = pairs_at + 2 * tonumber(ARGV[pairs_at])
+  local mk = 'sendq:msg:' .. id
+  local existing = false
+  if ref ~= '' then existing = redis.call('GET', ref) end
+  if existing then
+    out[#out + 1] = 0; out[#out + 1] = existing
+  elseif redis.call('EXISTS', mk) == 1 then
+    out[#out + 1] = 0; out[#out + 1] = id
+  else
+    redis.call('HSET', mk, unpack(ARGV, pairs_at + 1, last))
+    if hist ~= '' then redis.call('RPUSH', mk .. ':history', hist) end
+    if ref ~= '' then redis.call('SET', ref, id) end
+    if due ~= '' then index(KEYS[1], due, id) end
+    if retain ~= '' then index(KEYS[3], retain, id) end
+    for k = first_index, pairs_at - 1 do index(ARGV[k], created, id) end
+    if batch ~= '' then
+      local c = counts[batch] or {}
+      counts[batch] = c
+      c[status] = (c[status] or 0) + 1
+    end
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', 'id', id, 'from', '', 'to', status, 'at', created,
+               'attempt', 0)
+    out[#out + 1] = 1; out[#out + 1] = id
+  end
+  i = last + 1
 end
-redis.call('XADD', KEYS[5], 'MAXLEN', '~', 100000, '*', 'id', ARGV[1], 'from', '', 'to', ARGV[6],
-           'at', ARGV[3], 'attempt', 0)
-return {1, ARGV[1]}
+for key, e in pairs(entries) do redis.call('ZADD', key, unpack(e)) end
+for batch, c in pairs(counts) do
+  for status, n in pairs(c) do redis.call('HINCRBY', batch, 'n:' .. status, n) end
+end
+return out
 """
 
 #: KEYS: msg, history, due, inflight, retention, events, awaiting[, provider message link]
@@ -48,7 +78,7 @@ TRANSITION: Final = """
 local f = redis.call('HMGET', KEYS[1], 'status', 'job_version', 'attempts', 'subaccount', 'created_at', 'batch_id')
 local cur = f[1]
 if not cur then return {-1, '', 0, 0} end
--- absent fields hold their defaults (a new record is written without them: see MessageStore._create_call)
+-- absent fields hold their defaults (a new record is written without them: see store._record_pairs)
 local ver = tonumber(f[2] or '1')
 local attempts = tonumber(f[3] or '0')
 local allowed = false

@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from sendq import keys, lua
+from sendq.batches import batch_key
 from sendq.message import HistoryEntry, Message, fields_to_redis, from_ms, to_ms
 from sendq.status import FINAL_STATUSES, INITIAL_STATUSES, LEASED_STATUSES, WAITING_STATUSES, MessageStatus
 
@@ -29,8 +30,8 @@ _CREATION_TIME_FIELDS = ("status_at", "due_at")
 #: About 300 bytes of Redis memory less per waiting message.
 BIRTH_REASON = "created"
 
-#: message ids per TRANSITION_MANY call. The call is atomic, so Redis serves nothing else while it runs: about
-#: 20 µs per message, so some 5 ms per call; and Lua's ``unpack`` takes at most 8,000 values.
+#: messages per CREATE_MANY or TRANSITION_MANY call. A call is atomic, so Redis serves nothing else while it
+#: runs: some 20 µs per message, so about 5 ms per call; and Lua's ``unpack`` takes at most 8,000 values.
 BULK_IDS_PER_CALL = 250
 
 
@@ -107,7 +108,7 @@ class MessageStore:
     def __init__(self, redis: Redis, *, retention: timedelta) -> None:
         self.redis = redis
         self.retention = retention
-        self._create = redis.register_script(lua.CREATE)
+        self._create_many = redis.register_script(lua.CREATE_MANY)
         self._transition = redis.register_script(lua.TRANSITION)
         self._transition_many = redis.register_script(lua.TRANSITION_MANY)
         self._purge = redis.register_script(lua.PURGE)
@@ -117,7 +118,7 @@ class MessageStore:
         # Load before the first EVALSHA instead of relying on the NOSCRIPT fallback: the embedded server of
         # `sendq dev` closes the connection on any error reply, which would fail the first call.
         if not self._loaded:
-            for script in (self._create, self._transition, self._transition_many, self._purge):
+            for script in (self._create_many, self._transition, self._transition_many, self._purge):
                 await self.redis.script_load(script.script)
             self._loaded = True
 
@@ -131,57 +132,56 @@ class MessageStore:
         When the subaccount already has a message with the same ``reference_id``, nothing is written and the
         existing message's id comes back with ``created=False``.
         """
-        await self._load_scripts()
-        created, found_id = await self._create(*self._create_call(message, held))
-        return _str(found_id), bool(created)
+        (result,) = await self.create_many([(message, held)])
+        return result
 
     async def create_many(self, items: Sequence[tuple[Message, bool]]) -> list[tuple[str, bool]]:
-        """``create`` for many (message, held) pairs in one pipelined round trip; each create stays atomic."""
-        await self._load_scripts()
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for message, held in items:
-                call_keys, args = self._create_call(message, held)
-                await self._create(keys=call_keys, args=args, client=pipe)
-            replies = await pipe.execute()
-        return [(_str(found_id), bool(created)) for created, found_id in replies]
+        """``create`` for many (message, held) pairs, in order, in one pipelined round trip: each call of
+        CREATE_MANY stores up to ``BULK_IDS_PER_CALL`` of them, each message whole or not at all. Of two items
+        with one reference, the first is stored and the second answers with it."""
+        if not items:
+            return []
+        entries = [self._create_entry(message, held) for message, held in items]
+        call_keys = [keys.DUE, keys.EVENTS, keys.RETENTION]
+        calls = [
+            (call_keys, [arg for entry in entries[i : i + BULK_IDS_PER_CALL] for arg in entry])
+            for i in range(0, len(entries), BULK_IDS_PER_CALL)
+        ]
+        results: list[tuple[str, bool]] = []
+        for flat in await self._evalsha_all(self._create_many.sha, calls):
+            results += ((_str(found), bool(created)) for created, found in zip(flat[::2], flat[1::2], strict=True))
+        return results
 
-    def _create_call(self, message: Message, held: bool) -> tuple[list[str], list[str]]:
+    def _create_entry(self, message: Message, held: bool) -> list[str]:
+        """One message's part of CREATE_MANY's arguments (see ``lua.CREATE_MANY``)."""
         status = message.status
         if status not in INITIAL_STATUSES:
             raise ValueError(f"a new message must start in one of {sorted(INITIAL_STATUSES)}, not {status}")
         if held and status is not MessageStatus.BLOCKED_TIME:
             raise ValueError("only a blocked_time message can be held")
-        index_keys = [
-            keys.index(message.subaccount, "status", status.value),
-            keys.index(message.subaccount, "channel", message.channel.value),
-        ]
+        sub = message.subaccount
+        index_keys = [keys.index(sub, "status", status.value), keys.index(sub, "channel", message.channel.value)]
         if message.batch_id:
-            index_keys.append(keys.index(message.subaccount, "batch", message.batch_id))
+            index_keys.append(keys.index(sub, "batch", message.batch_id))
         if message.file_name:
-            index_keys.append(keys.index(message.subaccount, "file", message.file_name))
-        ref_key = keys.reference(message.subaccount, message.reference_id) if message.reference_id else "sendq:ref:-"
+            index_keys.append(keys.index(sub, "file", message.file_name))
         entry = message.history[0] if message.history else None
         created = str(to_ms(message.created_at))
-        args: list[str] = [
+        pairs = _record_pairs(message, created)
+        return [
             message.id,
-            "1" if message.reference_id else "0",
+            keys.reference(sub, message.reference_id) if message.reference_id else "",
             created,
             str(to_ms(message.due_at)) if status in WAITING_STATUSES and not held else "",
             "" if entry is None or _is_plain_birth(entry, message) else entry.model_dump_json(),
             status.value,
             str(to_ms(message.created_at + self.retention)) if status in FINAL_STATUSES else "",
-            *_record_pairs(message, created),
-        ]
-        call_keys = [
-            keys.message(message.id),
-            keys.history(message.id),
-            ref_key,
-            keys.DUE,
-            keys.EVENTS,
-            keys.RETENTION,
+            batch_key(sub, message.batch_id) if message.batch_id else "",
+            str(len(index_keys)),
             *index_keys,
+            str(len(pairs) // 2),
+            *pairs,
         ]
-        return call_keys, args
 
     async def get(self, message_id: str) -> Message | None:
         """The message with its history, or None."""

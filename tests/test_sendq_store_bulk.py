@@ -1,5 +1,6 @@
-"""TRANSITION_MANY (``MessageStore.transition_many``) leaves Redis exactly as TRANSITION called once per message
-would: records, history, status indexes, batch counters, due, lease, receipt and retention indexes, events."""
+"""Bulk writes leave Redis exactly as one call per message would: TRANSITION_MANY (``transition_many``) as
+TRANSITION, and CREATE_MANY for many messages (``create_many``) as for one at a time (``create``). Compared:
+records, history, status indexes, batch counters, due, lease, receipt and retention indexes, references, events."""
 
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
@@ -10,7 +11,7 @@ from arq.connections import ArqRedis
 
 from sendq import keys
 from sendq.channel import Channel
-from sendq.message import HistoryEntry, Message
+from sendq.message import HistoryEntry, Message, to_ms
 from sendq.replies import aw
 from sendq.status import MessageStatus as S
 from sendq.store import BULK_IDS_PER_CALL, MessageStore, Transition
@@ -21,19 +22,22 @@ NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 LATER = NOW + timedelta(minutes=5)
 
 
-def _message(message_id: str, subaccount: str, batch: str | None) -> Message:
+def _message(message_id: str, subaccount: str, batch: str | None, **extra: Any) -> Message:
     return Message(
-        id=message_id,
-        subaccount=subaccount,
-        channel=Channel.SMS,
-        to="+14155552671",
-        body="hi",
-        batch_id=batch,
-        created_at=NOW,
-        valid_until=NOW + timedelta(days=1),
-        status=S.PROGRAMMED,
-        status_at=NOW,
-        due_at=NOW,
+        **{
+            "id": message_id,
+            "subaccount": subaccount,
+            "channel": Channel.SMS,
+            "to": "+14155552671",
+            "body": "hi",
+            "batch_id": batch,
+            "created_at": NOW,
+            "valid_until": NOW + timedelta(days=1),
+            "status": S.PROGRAMMED,
+            "status_at": NOW,
+            "due_at": NOW,
+        }
+        | extra
     )
 
 
@@ -167,3 +171,80 @@ async def test_bulk_change_refuses_targets_that_need_a_lease_or_a_due_time(real_
     for to in (S.PROGRAMMED, S.PROCESSING, S.SENDING):
         with pytest.raises(ValueError, match="lease or a due time"):
             await store.transition_many(["m1"], from_={S.BLOCKED_TIME}, to=to, now=NOW)
+
+
+#: new messages of every kind intake writes: (message, held)
+NEWCOMERS = [
+    (_message("n-plain", "acme", "b1"), False),
+    (_message("n-later", "acme", "b1", due_at=LATER, send_at=LATER, file_name="list.csv"), False),
+    (_message("n-ref", "acme", "b1", reference_id="r1"), False),
+    (_message("n-ref-again", "acme", "b1", reference_id="r1"), False),  # answers with n-ref
+    (_message("n-ref-beta", "beta", "b1", reference_id="r1"), False),  # another subaccount's reference
+    (_message("n-plain", "acme", "b1", body="again"), False),  # the id is taken: nothing written
+    (
+        _message(
+            "n-refused",
+            "acme",
+            "b1",
+            status=S.ERROR,
+            reason="suppressed",
+            history=[HistoryEntry(status=S.ERROR, at=NOW, reason="suppressed", detail="opted out")],
+        ),
+        False,
+    ),
+    (
+        _message(
+            "n-deferred",
+            "acme",
+            None,
+            status=S.BLOCKED_TIME,
+            due_at=LATER,
+            history=[HistoryEntry(status=S.BLOCKED_TIME, at=NOW, reason="outside_window")],
+        ),
+        False,
+    ),
+    (_message("n-held", "acme", "b2", status=S.BLOCKED_TIME, reason="outside_window"), True),
+    (_message("n-mail", "acme", "b2", channel=Channel.EMAIL, to="a@example.com", variables={}), False),
+    (_message("n-vars", "acme", "b2", body=None, template="otp", variables={"code": "1"}, attempts=0), False),
+]
+
+
+async def test_bulk_create_equals_one_create_per_message(real_arq: ArqRedis) -> None:
+    results = {}
+    for name in ("one_by_one", "bulk"):
+        await real_arq.flushdb()
+        store = MessageStore(real_arq, retention=timedelta(days=7))
+        if name == "bulk":
+            outcomes = await store.create_many(NEWCOMERS)
+        else:
+            outcomes = [await store.create(message, held=held) for message, held in NEWCOMERS]
+        results[name] = (outcomes, await _snapshot(real_arq, store))
+    assert results["bulk"] == results["one_by_one"]
+    outcomes = results["bulk"][0]
+    assert outcomes[3] == ("n-ref", False) and outcomes[4] == ("n-ref-beta", True)
+    assert outcomes[5] == ("n-plain", False)
+    assert sum(created for _, created in outcomes) == len(NEWCOMERS) - 2
+    # and what they are: a refused message counts towards retention, a held one is not due, the others are
+    assert await real_arq.zscore(keys.RETENTION, "n-refused") == to_ms(NOW + timedelta(days=7))
+    due = dict(await real_arq.zrange(keys.DUE, 0, -1, withscores=True))
+    assert due == {
+        m.id.encode(): to_ms(m.due_at)
+        for m, held in NEWCOMERS
+        if m.status is not S.ERROR and not held and m.id != "n-ref-again" and m.body != "again"
+    }
+    assert await real_arq.get(keys.reference("acme", "r1")) == b"n-ref"
+
+
+async def test_bulk_create_spans_several_calls(real_arq: ArqRedis) -> None:
+    """More messages than one script call takes: each is stored once, answers come back in order, and a
+    reference taken in an earlier call is taken in a later one."""
+    store = MessageStore(real_arq, retention=timedelta(days=7))
+    n = BULK_IDS_PER_CALL * 2 + 3
+    items = [(_message(f"m{i:04d}", "acme", "b1"), False) for i in range(n)]
+    items.append((_message("dup", "acme", "b1", reference_id="r"), False))
+    items.insert(1, (_message("first", "acme", "b1", reference_id="r"), False))
+    outcomes = await store.create_many(items)
+    assert outcomes[1] == ("first", True) and outcomes[-1] == ("first", False)
+    assert [found for found, _ in outcomes] == [m.id for m, _ in items[:-1]] + ["first"]
+    assert await real_arq.zcard(keys.index("acme", "batch", "b1")) == n + 1
+    assert await aw(real_arq.hgetall("sendq:batch:acme:b1")) == {b"n:programmed": str(n + 1).encode()}
