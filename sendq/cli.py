@@ -251,10 +251,12 @@ def _cmd_sweep(settings: Settings, ns: argparse.Namespace) -> int:
 
 
 def _cmd_worker(settings: Settings, ns: argparse.Namespace) -> int:
+    from sendq.gc_tuning import freeze_startup_objects
     from worker.app import check_health, run_worker
 
     if ns.check:
         return asyncio.run(check_health(settings))
+    freeze_startup_objects()
     run_worker(settings)
     return 0
 

@@ -498,6 +498,8 @@ def _record_pairs(message: Message, created_ms: str) -> list[str]:
             encoded = str(to_ms(value))
             if encoded == created_ms and field in _CREATION_TIME_FIELDS:
                 continue
+        elif type(value) is int:  # segments
+            encoded = str(value)
         else:
             encoded = fields_to_redis({field: value})[field]
         pairs += (field, encoded)
