@@ -65,6 +65,21 @@ end
 return out
 """
 
+#: A Lua function both status-change scripts start with: append ``entry`` to a message's history list. A message
+#: born plain has no list until its first change (``store.BIRTH_REASON``, "created"): its implied birth entry, in
+#: its birth ``status`` at its ``created_ms``, is written first.
+_APPEND_HISTORY: Final = """
+local function append_history(key, status, created_ms, entry)
+  if redis.call('EXISTS', key) == 0 then
+    redis.call('RPUSH', key,
+               '{"status":"' .. status .. '","at":' .. created_ms .. ',"reason":"created","attempt":0,"detail":null}',
+               entry)
+  else
+    redis.call('RPUSH', key, entry)
+  end
+end
+"""
+
 #: KEYS: msg, history, due, inflight, retention, events, awaiting[, provider message link]
 #: ARGV: 1 id, 2 allowed from-statuses (space separated), 3 to, 4 expected job_version or '',
 #:       5 bump version '1'/'0', 6 now_ms, 7 history entry JSON without its closing attempt value and brace,
@@ -73,8 +88,10 @@ return out
 #:       14 receipt deadline score, 'keep' (stay in the awaiting index) or '' (leave it), 15.. field/value pairs
 #: The optional 8th key is set to the message id: receipts find the message by the provider's id through it.
 #: Returns {ok: 1 done, 0 refused, -1 no such message; status now; job_version; attempts[; HGETALL record]}.
-TRANSITION: Final = """
--- One read for every field this script needs (a bulk cancel runs it 100,000 times).
+TRANSITION: Final = (
+    _APPEND_HISTORY
+    + """
+-- One read for every field this script needs (the worker runs it three times per message).
 local f = redis.call('HMGET', KEYS[1], 'status', 'job_version', 'attempts', 'subaccount', 'created_at', 'batch_id')
 local cur = f[1]
 if not cur then return {-1, '', 0, 0} end
@@ -97,13 +114,7 @@ local to = ARGV[3]
 local sets = {'status', to, 'status_at', ARGV[6], 'job_version', ver, 'attempts', attempts}
 for i = 15, #ARGV do sets[#sets + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(sets))
-if redis.call('EXISTS', KEYS[2]) == 0 then
-  -- the first change of a message born plain: write its birth entry first (store.BIRTH_REASON)
-  redis.call('RPUSH', KEYS[2], '{"status":"' .. cur .. '","at":' .. f[5] .. ',"reason":"created","attempt":0,"detail":null}',
-             ARGV[7] .. attempts .. '}')
-else
-  redis.call('RPUSH', KEYS[2], ARGV[7] .. attempts .. '}')
-end
+append_history(KEYS[2], cur, f[5], ARGV[7] .. attempts .. '}')
 if cur ~= to then
   local p = 'sendq:idx:' .. f[4] .. ':status:'
   redis.call('ZREM', p .. cur, ARGV[1])
@@ -143,6 +154,7 @@ redis.call('XADD', KEYS[6], 'MAXLEN', '~', 100000, '*', 'id', ARGV[1], 'from', c
 if ARGV[13] == '1' then return {1, to, ver, attempts, redis.call('HGETALL', KEYS[1])} end
 return {1, to, ver, attempts}
 """
+)
 
 #: The same change for many messages at once, for bulk operations (cancelling a batch): per message what
 #: TRANSITION does, with the index moves of the whole call gathered into one variadic command per key, and one
@@ -154,7 +166,9 @@ return {1, to, ver, attempts}
 #:       8 'keep' (stay in the awaiting index) or '' (leave it), 9 n (number of field/value pairs),
 #:       10..9+2n field/value pairs, then the message ids (at most ``store.BULK_IDS_PER_CALL``)
 #: Returns, flat, per id in order: ok (1 done, 0 refused, -1 no such message), status now, job_version, attempts.
-TRANSITION_MANY: Final = """
+TRANSITION_MANY: Final = (
+    _APPEND_HISTORY
+    + """
 local allowed = {}
 for s in string.gmatch(ARGV[1], '%S+') do allowed[s] = true end
 local to, now = ARGV[2], ARGV[4]
@@ -183,14 +197,7 @@ for i = first_id, #ARGV do
     if ARGV[6] == '1' then attempts = attempts + 1; sets[#sets + 1] = 'attempts'; sets[#sets + 1] = attempts end
     for _, v in ipairs(extra) do sets[#sets + 1] = v end
     redis.call('HSET', mk, unpack(sets))
-    local hk = mk .. ':history'
-    if redis.call('EXISTS', hk) == 0 then
-      -- as in TRANSITION: the birth entry of a message born plain comes first (store.BIRTH_REASON)
-      redis.call('RPUSH', hk, '{"status":"' .. cur .. '","at":' .. f[5] .. ',"reason":"created","attempt":0,"detail":null}',
-                 ARGV[5] .. attempts .. '}')
-    else
-      redis.call('RPUSH', hk, ARGV[5] .. attempts .. '}')
-    end
+    append_history(mk .. ':history', cur, f[5], ARGV[5] .. attempts .. '}')
     if cur ~= to then
       local p = 'sendq:idx:' .. f[4] .. ':status:'
       local lk, ek = p .. cur, p .. to
@@ -233,6 +240,7 @@ if #retained > 0 then redis.call('ZADD', KEYS[3], unpack(retained)) end
 if #left_awaiting > 0 then redis.call('ZREM', KEYS[5], unpack(left_awaiting)) end
 return out
 """
+)
 
 #: KEYS: retention. ARGV: now_ms, limit. Deletes final messages past retention with their index entries, their
 #: provider-message link and their receipt deadline.

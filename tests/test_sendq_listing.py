@@ -825,17 +825,22 @@ FILTER_FIELDS = st.fixed_dictionaries(
 )
 
 
+async def _pages_match_the_model(real_arq: ArqRedis, specs: list[Spec], fields: dict[str, Any], limit: int) -> None:
+    """Store ``specs`` on an emptied Redis; all pages of the filtered list together are the model's list."""
+    await real_arq.flushdb()
+    store = MessageStore(real_arq, retention=timedelta(days=1))
+    await create(store, specs)
+    flt = MessageFilter("acme", **fields)
+    assert await collect(store, flt, limit) == expected(specs, flt)
+
+
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(SPECS, FILTER_FIELDS, st.integers(1, 6))
 async def test_random_pagination_matches_the_model(
     real_arq: ArqRedis, specs: list[Spec], fields: dict[str, Any], limit: int
 ) -> None:
     """Over random data sets (many ties) and filters, all pages together are exactly the expected list."""
-    await real_arq.flushdb()
-    store = MessageStore(real_arq, retention=timedelta(days=1))
-    await create(store, specs)
-    flt = MessageFilter("acme", **fields)
-    assert await collect(store, flt, limit) == expected(specs, flt)
+    await _pages_match_the_model(real_arq, specs, fields, limit)
 
 
 UNION_SPECS = st.lists(
@@ -864,8 +869,4 @@ async def test_random_union_matches_the_model(
 ) -> None:
     """Over random data sets spread over every status (many ties), with or without a created range, all
     pages of the union together are exactly the expected list."""
-    await real_arq.flushdb()
-    store = MessageStore(real_arq, retention=timedelta(days=1))
-    await create(store, specs)
-    flt = MessageFilter("acme", **fields)
-    assert await collect(store, flt, limit) == expected(specs, flt)
+    await _pages_match_the_model(real_arq, specs, fields, limit)
