@@ -19,6 +19,7 @@ import phonenumbers
 # From sendq.channel, not sendq.message: sendq.message imports this module to check its ``to`` field.
 from sendq.channel import Channel
 from sendq.errors import InvalidInput
+from sendq.phone_validity import surely_valid
 
 _FIELD: Final = "to"
 _SHOWN_MAX: Final = 40
@@ -79,6 +80,8 @@ def canonical_phone(raw: str) -> str:
     if _E164.fullmatch(value) is None:
         hint = _e164_hint(value)
         raise _refuse(f"{_E164_RULE} (got {_shown(raw)}{'; ' + hint if hint else ''})")
+    if surely_valid(value):
+        return value
     try:
         number = phonenumbers.parse(value, None)
     except phonenumbers.NumberParseException as exc:
