@@ -13,7 +13,7 @@ import httpx
 from scheduler.enqueue import connect
 from sendq.api.app import create_app
 from sendq.apikeys import ApiKeyStore
-from sendq.gc_tuning import freeze_startup_objects
+from sendq.gc_tuning import tune_collector
 from sendq.settings import Settings
 
 #: messages per JSON batch request (the default SENDQ_API_MAX_BATCH_ITEMS)
@@ -36,7 +36,7 @@ async def run(redis_url: str, n: int = 100_000) -> dict[str, float]:
         await arq.flushdb()
         _, token = await ApiKeyStore(arq).create(subaccount="bench", operator=False, label="bench")
         app = create_app(settings, redis=arq)
-        freeze_startup_objects()  # as `sendq api` does once its app is built
+        tune_collector()  # as `sendq api` does once its app is built
         out: dict[str, float] = {"messages": float(n)}
         async with (
             app.router.lifespan_context(app),

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from scheduler.intake import Prepared, Scheduler
+from scheduler.intake import BatchStamp, Prepared, Scheduler
 from sendq import keys
 from sendq.batches import Batch, BatchStore
 from sendq.errors import InvalidInput, MessageNotFound
@@ -70,7 +70,8 @@ class BatchIntake:
         try:
             for start in range(0, len(items), CHUNK):
                 chunk = items[start : start + CHUNK]
-                prepared = await self.scheduler.prepare_many(self._stamped(chunk), now=self.now)
+                valid = [item for _, item in chunk if not isinstance(item, InvalidInput)]
+                prepared = await self.scheduler.prepare_many(valid, now=self.now, stamp=self._stamp)
                 if storing is not None:
                     results += await storing
                 storing = asyncio.create_task(self._store(chunk, prepared))
@@ -90,20 +91,11 @@ class BatchIntake:
                 self.batch.content = r.message.body if r.message.body is not None else r.message.template
         return results
 
-    def _stamped(self, items: Sequence[tuple[int, NewMessage | InvalidInput]]) -> list[NewMessage]:
-        """The valid items as messages of this batch."""
-        return [
-            item.model_copy(
-                update={
-                    "subaccount": self.batch.subaccount,
-                    "batch_id": self.batch.id,
-                    "file_name": self.batch.file_name or item.file_name,
-                    "created_by": item.created_by or self.batch.created_by,
-                }
-            )
-            for _, item in items
-            if not isinstance(item, InvalidInput)
-        ]
+    @property
+    def _stamp(self) -> BatchStamp:
+        """What the items take as messages of this batch."""
+        batch = self.batch
+        return BatchStamp(batch.subaccount, batch.id, batch.file_name, batch.created_by)
 
     async def _store(
         self, items: Sequence[tuple[int, NewMessage | InvalidInput]], prepared: Prepared

@@ -79,6 +79,18 @@ def _refused(message: Message, verdict: Verdict, now: datetime) -> Message:
     return message.model_copy(update=changes)
 
 
+@dataclass(frozen=True, slots=True)
+class BatchStamp:
+    """What every message of one batch carries: applied as the records are built (not by copying each item)."""
+
+    subaccount: str
+    batch_id: str
+    #: the uploaded file's name; None leaves each item's own
+    file_name: str | None
+    #: the default for items that name no creator
+    created_by: str | None
+
+
 @dataclass(slots=True)
 class Prepared:
     """Messages built and judged, not stored yet (``Scheduler.prepare_many``)."""
@@ -132,8 +144,9 @@ class Scheduler:
             log.warning("message.enqueue_deferred_to_sweep", message_id=message.id, error=repr(exc))
         return Programmed(message, created=True)
 
-    def build(self, new: NewMessage, now: datetime) -> Message:
-        """The record of a new message, programmed, before the rules judge it.
+    def build(self, new: NewMessage, now: datetime, stamp: BatchStamp | None = None) -> Message:
+        """The record of a new message, programmed, before the rules judge it (as a message of the batch
+        ``stamp`` names, if one does).
 
         Raises:
             InvalidInput: the send time is beyond the horizon or already past the message's validity.
@@ -146,9 +159,14 @@ class Scheduler:
         valid_until = base + validity
         if valid_until <= now:
             raise InvalidInput("send_at", f"is more than its validity ({validity}) in the past")
+        subaccount, batch_id, file_name, created_by = new.subaccount, new.batch_id, new.file_name, new.created_by
+        if stamp is not None:
+            subaccount, batch_id = stamp.subaccount, stamp.batch_id
+            file_name = stamp.file_name or file_name
+            created_by = created_by or stamp.created_by
         return Message(
             id=new_message_id(to_ms(now)),
-            subaccount=new.subaccount,
+            subaccount=subaccount,
             channel=new.channel,
             to=new.to,
             body=new.body,
@@ -156,9 +174,9 @@ class Scheduler:
             variables=new.variables,
             send_at=new.send_at,
             reference_id=new.reference_id,
-            batch_id=new.batch_id,
-            file_name=new.file_name,
-            created_by=new.created_by,
+            batch_id=batch_id,
+            file_name=file_name,
+            created_by=created_by,
             created_at=now,
             valid_until=valid_until,
             segments=count_segments(new.body).segments if new.channel is Channel.SMS and new.body else None,
@@ -183,20 +201,22 @@ class Scheduler:
         """
         return await self.store_prepared(await self.prepare_many(news, now=now))
 
-    async def prepare_many(self, news: Sequence[NewMessage], *, now: datetime | None = None) -> "Prepared":
+    async def prepare_many(
+        self, news: Sequence[NewMessage], *, now: datetime | None = None, stamp: BatchStamp | None = None
+    ) -> "Prepared":
         """The first half of ``program_many``: build the records and judge them (one read of the rules). Batch
-        intake prepares the next chunk while the previous one is being stored."""
+        intake prepares the next chunk while the previous one is being stored; its messages take ``stamp``."""
         now = whole_ms(now or utcnow())
         prepared = Prepared(now, [None] * len(news), [])
         if not news:
             return prepared
-        subaccount = news[0].subaccount
-        if any(n.subaccount != subaccount for n in news):
+        subaccount = stamp.subaccount if stamp is not None else news[0].subaccount
+        if stamp is None and any(n.subaccount != subaccount for n in news):
             raise ValueError("program_many takes messages of one subaccount")
         built: list[tuple[int, Message]] = []
         for i, new in enumerate(news):
             try:
-                built.append((i, self.build(new, now)))
+                built.append((i, self.build(new, now, stamp)))
             except InvalidInput as exc:
                 prepared.results[i] = exc
         ctxs = await self.subaccounts.contexts(subaccount, [(m.channel, m.to) for _, m in built])

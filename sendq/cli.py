@@ -251,12 +251,12 @@ def _cmd_sweep(settings: Settings, ns: argparse.Namespace) -> int:
 
 
 def _cmd_worker(settings: Settings, ns: argparse.Namespace) -> int:
-    from sendq.gc_tuning import freeze_startup_objects
+    from sendq.gc_tuning import tune_collector
     from worker.app import check_health, run_worker
 
     if ns.check:
         return asyncio.run(check_health(settings))
-    freeze_startup_objects()
+    tune_collector()
     run_worker(settings)
     return 0
 
@@ -284,7 +284,7 @@ def _cmd_api(settings: Settings, ns: argparse.Namespace) -> int:
 
     from providers import check_providers
     from sendq.api.app import create_app
-    from sendq.gc_tuning import freeze_startup_objects
+    from sendq.gc_tuning import tune_collector
 
     if not settings.redis_url:
         raise ConfigurationError("SENDQ_REDIS_URL is not set (or run `sendq dev`, which serves the API too)")
@@ -294,7 +294,7 @@ def _cmd_api(settings: Settings, ns: argparse.Namespace) -> int:
     app: FastAPI | str = "sendq.api.app:app_from_environment"
     if workers == 1:
         app = create_app(settings)
-        freeze_startup_objects()
+        tune_collector()
     uvicorn.run(
         app,
         factory=workers > 1,

@@ -18,7 +18,7 @@ from sendq.api import batches, callbacks, messages, problems, statuses, subaccou
 from sendq.api.limits import BodyLimit
 from sendq.api.problems import ApiProblem, responses
 from sendq.apikeys import ApiKeyStore
-from sendq.gc_tuning import freeze_startup_objects
+from sendq.gc_tuning import tune_collector
 from sendq.receipts import ReceiptBook
 from sendq.settings import Settings
 from sendq.store import MessageStore
@@ -32,7 +32,7 @@ class Health(BaseModel):
 def app_from_environment() -> FastAPI:
     """The app on the settings of the environment: what each process of ``sendq api --workers N`` serves."""
     app = create_app(Settings())
-    freeze_startup_objects()
+    tune_collector()
     return app
 
 
