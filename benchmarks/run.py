@@ -669,9 +669,14 @@ def target_lines(r: Results) -> list[str]:
     def met(ok: bool) -> str:
         return "met" if ok else "not met"
 
+    top = max(API_SERVER_WORKERS)
+    served = a.get(f"server_{top}w_msgs_per_s", float("nan"))
     api_lines = [
-        f"API intake >= {API_INTAKE_TARGET:,.0f} msgs/s: **{met(min(a['batches_json_msgs_per_s'], a['batches_file_msgs_per_s']) >= API_INTAKE_TARGET)}** "
-        + f"(JSON {a['batches_json_msgs_per_s']:,.0f}, file {a['batches_file_msgs_per_s']:,.0f})",
+        f"API intake >= {API_INTAKE_TARGET:,.0f} msgs/s in one process: "
+        + f"**{met(min(a['batches_json_msgs_per_s'], a['batches_file_msgs_per_s']) >= API_INTAKE_TARGET)}** "
+        + f"(in process: JSON {a['batches_json_msgs_per_s']:,.0f}, file {a['batches_file_msgs_per_s']:,.0f})",
+        f"API intake >= {API_INTAKE_TARGET:,.0f} msgs/s served over HTTP by `sendq api --workers {top}`: "
+        + f"**{met(served >= API_INTAKE_TARGET)}** ({served:,.0f})",
         f"<= {MEMORY_TARGET_B:,.0f} B Redis memory per programmed message: **{met(a['memory_per_message_b'] <= MEMORY_TARGET_B)}** "
         + f"({a['memory_per_message_b']:,.0f} B)",
         f"batch cancel of {int(a['messages']):,} under {CANCEL_TARGET_S:.0f} s: **{met(a['cancel_whole_file_batch_s'] < CANCEL_TARGET_S)}** "

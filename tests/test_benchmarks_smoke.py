@@ -39,3 +39,6 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
         value = float(re.sub(r"[^0-9.]", "", row.rsplit("|", 2)[1]))
         assert value > 0, row
     assert "p99" in report and "Machine" in report
+    # The intake aim is judged for one process and for the served API with its processes.
+    assert "msgs/s in one process: **" in report
+    assert "served over HTTP by `sendq api --workers 2`: **" in report
