@@ -188,8 +188,12 @@ class SubaccountStore:
                 suppressed[i] = raw
         rules = SubaccountRules() if rules_raw is None else SubaccountRules.model_validate_json(rules_raw)
         allowed_terms, allowed_domains = frozenset(map(text, terms)), frozenset(map(text, domains))
+        # Most contacts are neither suppressed nor have written in: they share one context (it is frozen).
+        plain = RuleContext(rules, allowed_terms, allowed_domains, suppressed=None, last_inbound=None)
         return [
-            RuleContext(
+            plain
+            if s is None and t is None
+            else RuleContext(
                 rules=rules,
                 allowed_terms=allowed_terms,
                 allowed_domains=allowed_domains,
