@@ -228,7 +228,7 @@ def _records(lines: _Lines) -> Iterator[tuple[int, list[str]]]:
 
 
 def _blank(record: list[str]) -> bool:
-    return all(not cell.strip() for cell in record)
+    return not any(map(str.strip, record))
 
 
 def _rows(
