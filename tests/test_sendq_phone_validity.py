@@ -6,6 +6,7 @@ import random
 import phonenumbers
 import pytest
 from phonenumbers import PhoneNumberType
+from phonenumbers.phonemetadata import PhoneMetadata
 
 from sendq.errors import InvalidInput
 from sendq.phone_validity import surely_valid
@@ -110,3 +111,24 @@ def test_canonical_phone_answers_as_before_on_both_paths() -> None:
         except InvalidInput:
             accepted = False
         assert accepted == full_check(value), value
+
+
+def test_the_metadata_has_what_the_fast_path_relies_on() -> None:
+    """Guards for a phonenumbers upgrade: the fast path joins each region's type patterns into one alternation and
+    reads an absent leading-digits rule as "decide by validity", as phonenumbers does with None (not with "")."""
+    descs = ["general_desc", "fixed_line", "mobile", "toll_free", "premium_rate", "shared_cost", "personal_number"]
+    descs += ["voip", "pager", "uan", "voicemail"]
+    for code, names in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.items():
+        for name in names:
+            metadata = PhoneMetadata.metadata_for_region_or_calling_code(code, name)
+            if metadata is None:
+                continue
+            assert metadata.leading_digits != "", (code, name)
+            for attr in descs:
+                desc = getattr(metadata, attr)
+                pattern = desc.national_number_pattern if desc is not None else None
+                if not pattern:
+                    continue
+                # Named groups, back-references, inline flags or anchors would not survive the joining.
+                for construct in ("(?P", "(?i", "(?x", "(?s", "(?m", "^", "$") + tuple(f"\\{n}" for n in range(1, 10)):
+                    assert construct not in pattern, (code, name, attr, pattern)
