@@ -16,6 +16,7 @@ from typing import Final, NamedTuple
 
 import phonenumbers
 from phonenumbers.phonemetadata import PhoneMetadata, PhoneNumberDesc
+from phonenumbers.phonenumberutil import _extract_country_code
 
 #: the number types ``phonenumbers``' type check tries, in its order; mobile counts only where its pattern is not
 #: the fixed-line one (with the same pattern, phonenumbers does not try it on its own)
@@ -30,7 +31,6 @@ _TYPES: Final = (
     "voicemail",
     "fixed_line",
 )
-_MAX_COUNTRY_CODE_DIGITS: Final = 3
 #: phonenumbers refuses a national number shorter than this
 _MIN_NATIONAL_DIGITS: Final = 2
 
@@ -101,22 +101,13 @@ def _country_code(code: int) -> _CountryCode:
     return _CountryCode(re.compile(prefix) if prefix else None, tuple(regions), single=len(names) == 1)
 
 
-def _split(digits: str) -> tuple[int, str] | None:
-    """The country calling code and the national number, as ``phonenumbers.parse`` splits them."""
-    for size in range(1, _MAX_COUNTRY_CODE_DIGITS + 1):
-        code = int(digits[:size])
-        if code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
-            return code, digits[size:]
-    return None
-
-
 def surely_valid(value: str) -> bool:
     """True only if ``value`` ('+' then ASCII digits, no leading 0) is a valid number whose E.164 form is
     ``value`` itself. False means "not known": the caller asks ``phonenumbers``."""
-    split = _split(value[1:])
-    if split is None:
+    # phonenumbers' own split of the digits after '+' into country calling code and national number (code 0: none)
+    code, national = _extract_country_code(value[1:])
+    if code == 0:
         return False
-    code, national = split
     if len(national) < _MIN_NATIONAL_DIGITS or national[0] == "0":
         return False  # leading zeros are kept apart by phonenumbers; not worth a fast path
     country = _country_code(code)
